@@ -1,0 +1,3 @@
+from genfw.cli import main
+
+main()

@@ -1,0 +1,112 @@
+"""The `genfw` command line. Each command group lives in its own module of this package."""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from genfw import __version__
+from genfw.core.errors import GenfwError
+
+# Modules that contribute commands; each defines add_commands(group). Missing ones are skipped.
+COMMAND_MODULES = (
+    "plugins_cmd",    # plugins, components, config show
+    "run_cmd",        # run
+    "sample_cmd",     # sample
+    "reconstruct_cmd",  # reconstruct, interpolate
+    "inpaint_cmd",    # inpaint
+    "eval_cmd",       # eval
+    "data_cmd",       # masks, weights, landmarks
+    "bench_cmd",      # bench
+)
+
+
+class GenfwGroup(click.Group):
+    """Turns user mistakes (GenfwError, bad files) into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except GenfwError as exc:
+            if os.environ.get("GENFW_DEBUG"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            if os.environ.get("GENFW_DEBUG"):
+                raise
+            click.echo(f"error: {exc.strerror or exc}: {exc.filename}", err=True)
+            ctx.exit(2)
+
+    def get_command(self, ctx, name):
+        _add_plugin_commands(self)
+        return super().get_command(ctx, name)
+
+    def list_commands(self, ctx):
+        _add_plugin_commands(self)
+        return super().list_commands(ctx)
+
+
+_plugin_commands_added = False
+
+
+def _add_plugin_commands(group: click.Group) -> None:
+    """Plugins' register_commands hooks, called once, after -p flags were seen."""
+    global _plugin_commands_added
+    if _plugin_commands_added:
+        return
+    _plugin_commands_added = True
+    from genfw.registry import loaded
+
+    state = loaded()
+    for impl in state.pm.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(cli=group)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+            click.echo(f"warning: plugin {impl.plugin_name!r} failed to add commands: {exc}", err=True)
+
+
+def _disable(ctx, param, values):
+    from genfw.registry import manager
+
+    for v in values:
+        if not v.startswith("no:"):
+            raise click.BadParameter(f"expected no:NAME (like pytest), got {v!r}")
+        manager.cli_disabled.add(v[3:])
+    return values
+
+
+def _debug(ctx, param, value):
+    if value:
+        os.environ["GENFW_DEBUG"] = "1"
+    return value
+
+
+@click.group(cls=GenfwGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="genfw")
+@click.option("-p", "plugin_flags", multiple=True, metavar="no:NAME", expose_value=False,
+              callback=_disable, is_eager=True, help="Disable a plugin (repeatable), e.g. -p no:lis.")
+@click.option("--debug", is_flag=True, expose_value=False, callback=_debug, is_eager=True,
+              help="Show full tracebacks.")
+def cli() -> None:
+    """genfw: generative image models as plugins."""
+
+
+for _name in COMMAND_MODULES:
+    try:
+        _mod = importlib.import_module(f"genfw.cli.{_name}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"genfw.cli.{_name}":
+            raise
+        continue
+    _mod.add_commands(cli)
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="genfw", standalone_mode=True)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""Paper-independent core: interfaces, config, engine, checkpoints, data, metrics, weights."""

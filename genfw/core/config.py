@@ -1,0 +1,243 @@
+"""Typed configuration: attrs classes, cattrs structuring, TOML files and `--set` overrides."""
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+import attrs
+import cattrs
+import tomli_w
+from attrs import define, field, validators as v
+
+from genfw.core.errors import ConfigError, suggest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+_converter = cattrs.Converter(forbid_extra_keys=True)
+
+
+def _check_keys(data: Mapping[str, Any], cls: type, path: str) -> None:
+    """Unknown keys anywhere in a nested attrs tree -> one ConfigError with close matches."""
+    names = {f.alias or f.name: f for f in attrs.fields(cls)}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(
+                f"unknown key '{path}.{key}'{suggest(key, names)}; valid keys: {', '.join(sorted(names))}"
+            )
+        ftype = names[key].type
+        if isinstance(ftype, type) and attrs.has(ftype) and isinstance(value, Mapping):
+            _check_keys(value, ftype, f"{path}.{key}")
+
+
+def structure(data: Mapping[str, Any], cls: type, path: str = "config") -> Any:
+    """Mapping -> attrs instance, with every validator run; errors name the key path."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a table of options, got {data!r}")
+    _check_keys(data, cls, path)
+    try:
+        return _converter.structure(dict(data), cls)
+    except cattrs.BaseValidationError as exc:
+        msgs = cattrs.transform_error(exc, path=path)
+        raise ConfigError("; ".join(msgs)) from None
+    except (ValueError, TypeError) as exc:  # attrs validators raise these from __init__
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def unstructure(obj: Any) -> Any:
+    """attrs instance -> plain TOML-able data (None values dropped: TOML has no null)."""
+    return _drop_none(_converter.unstructure(obj))
+
+
+def _drop_none(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _drop_none(v) for k, v in x.items() if v is not None}
+    if isinstance(x, (list, tuple)):
+        return [_drop_none(v) for v in x]
+    return x
+
+
+# --- the run configuration ---------------------------------------------------------------------
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def _positive(inst, attribute, value):
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value}")
+
+
+def _non_negative(inst, attribute, value):
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
+
+
+@define(kw_only=True)
+class TrainConfig:
+    """Engine options shared by every algorithm."""
+
+    steps: int = field(default=1000, validator=_positive)              # optimisation steps in all
+    batch_size: int = field(default=16, validator=_positive)           # per process
+    log_every: int = field(default=10, validator=_positive)            # steps between log.jsonl lines
+    sample_every: int = field(default=200, validator=_non_negative)    # steps between sample grids (0: off)
+    checkpoint_every: int = field(default=500, validator=_non_negative)  # steps between checkpoints (0: off)
+    checkpoint_minutes: float = field(default=0.0, validator=_non_negative)  # also every N minutes (0: off)
+    keep_last: int = field(default=3, validator=_positive)             # checkpoints kept on disk
+    grad_clip: float = field(default=0.0, validator=_non_negative)     # max grad norm per phase (0: off)
+    precision: str = field(default="fp32", validator=v.in_(PRECISIONS))  # fp32 | bf16 (autocast) | fp16 (+scaler)
+    channels_last: bool = False                                        # memory format for conv nets
+    num_workers: int = field(default=0, validator=_non_negative)       # DataLoader workers
+    tensorboard: bool = False                                          # also write TensorBoard events
+    sample_count: int = field(default=16, validator=_positive)         # images per sample grid
+    deterministic: bool = False                                        # torch deterministic algorithms
+    max_bad_fraction: float = field(default=0.1, validator=v.and_(v.ge(0.0), v.le(1.0)))  # unreadable files allowed
+
+
+@define(kw_only=True)
+class RunConfig:
+    """A whole run: which algorithm on which data, and how to train it."""
+
+    plugin: str = ""                      # the plugin whose preset this came from
+    preset: str = ""                      # the preset's short name
+    seed: int = 0                         # seeds torch, numpy, python and the data order
+    device: str = "auto"                  # auto | cpu | cuda | cuda:N
+    out: str = ""                         # output directory ("" -> runs/<plugin>-<preset>)
+    algorithm: dict = field(factory=dict)  # component spec {type = "...", ...}
+    data: dict = field(factory=dict)       # dataset spec
+    mask: dict = field(factory=dict)       # mask spec; empty for methods without holes
+    train: TrainConfig = field(factory=TrainConfig)
+
+
+# --- files, overrides, presets -----------------------------------------------------------------
+def load_toml(path: str | Path) -> dict:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p} is not valid TOML: {exc}") from None
+
+
+def dump_toml(data: Mapping[str, Any]) -> str:
+    return tomli_w.dumps(_drop_none(_order(dict(data))))
+
+
+def _order(d: dict) -> dict:
+    """Scalars before tables so the TOML reads top-down."""
+    scalars = {k: v for k, v in d.items() if not isinstance(v, dict)}
+    tables = {k: _order(v) for k, v in d.items() if isinstance(v, dict)}
+    return {**scalars, **tables}
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict:
+    """Tables merge key by key; a new `type` replaces the whole component table."""
+    out = copy.deepcopy(dict(base))
+    for k, val in over.items():
+        if isinstance(val, Mapping) and isinstance(out.get(k), Mapping):
+            if "type" in val and val.get("type") != out[k].get("type"):
+                out[k] = copy.deepcopy(dict(val))
+            else:
+                out[k] = deep_merge(out[k], val)
+        else:
+            out[k] = copy.deepcopy(val)
+    return out
+
+
+def parse_value(text: str) -> Any:
+    """`--set` values: TOML literals (1, 0.5, true, [1, 2], "s") or else a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: list[str]) -> dict:
+    out = copy.deepcopy(dict(data))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value (e.g. train.steps=100), got {item!r}")
+        key, text = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"--set has an empty key in {item!r}")
+        node = out
+        for i, p in enumerate(parts[:-1]):
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            elif not isinstance(nxt, dict):
+                raise ConfigError(f"--set {key}: '{'.'.join(parts[:i + 1])}' is a value, not a table")
+            node = nxt
+        node[parts[-1]] = parse_value(text.strip())
+    return out
+
+
+def resolve_component(spec: Mapping[str, Any] | str, registry, kind: str | None = None,
+                      path: str = "") -> dict:
+    """Fill a component spec with every default, recursively through nested specs; validates."""
+    entry, cfg = registry.resolve(spec, kind=kind, path=path)
+    out: dict[str, Any] = {"type": entry.name}
+    if cfg is None:
+        return out
+    for k, val in unstructure(cfg).items():
+        if isinstance(val, dict) and "type" in val and isinstance(val["type"], str) and val["type"] in registry:
+            val = resolve_component(val, registry, path=f"{path}.{k}")
+        out[k] = val
+    return out
+
+
+def resolve_run(raw: Mapping[str, Any], registry) -> tuple[RunConfig, dict]:
+    """Validate a raw run mapping; returns the typed config and the fully resolved mapping."""
+    cfg = structure(raw, RunConfig, path="config")
+    if not cfg.algorithm:
+        raise ConfigError("config has no [algorithm] table; pick a preset with --plugin/--preset or write one")
+    if not cfg.data:
+        raise ConfigError("config has no [data] table; set data.type (e.g. lfw-subset) or pass --data")
+    resolved = unstructure(cfg)
+    resolved["algorithm"] = resolve_component(cfg.algorithm, registry, "algorithm", "algorithm")
+    resolved["data"] = resolve_component(cfg.data, registry, "dataset", "data")
+    if cfg.mask:
+        resolved["mask"] = resolve_component(cfg.mask, registry, "mask", "mask")
+    cfg = structure(resolved, RunConfig, path="config")
+    return cfg, resolved
+
+
+def preset_config(registry, plugin: str, preset: str = "default") -> dict:
+    """The raw run mapping of a plugin's preset, with plugin/preset filled in."""
+    from genfw.core.errors import UnknownComponentError
+
+    plugins = {e.plugin for e in registry.entries()}
+    if plugin not in plugins:
+        failed = registry.failed_plugins
+        extra = f"; plugins that failed to load: {', '.join(sorted(failed))}" if failed else ""
+        raise ConfigError(f"unknown plugin {plugin!r}{suggest(plugin, plugins)}{extra}; see `genfw plugins`")
+    try:
+        entry = registry.get(f"{plugin}.{preset}", kind="preset")
+    except UnknownComponentError:
+        names = [e.short for e in registry.entries("preset") if e.plugin == plugin]
+        raise ConfigError(
+            f"plugin {plugin!r} has no preset {preset!r}{suggest(preset, names)}; presets: {', '.join(names) or 'none'}"
+        ) from None
+    return deep_merge({"plugin": plugin, "preset": preset}, entry.value)
+
+
+def build_run_config(registry, plugin: str | None = None, preset: str | None = None,
+                     config_file: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+                     extra: Mapping[str, Any] | None = None) -> tuple[RunConfig, dict]:
+    """preset <- config file <- --set overrides <- CLI flags, then validated."""
+    raw: dict = {}
+    file_data = load_toml(config_file) if config_file else {}
+    plugin = plugin or file_data.get("plugin")
+    if plugin:
+        raw = preset_config(registry, plugin, preset or file_data.get("preset") or "default")
+    elif not config_file:
+        raise ConfigError("say what to run: --plugin NAME (see `genfw plugins`) or --config FILE")
+    raw = deep_merge(raw, file_data)
+    raw = apply_overrides(raw, list(overrides))
+    if extra:
+        raw = deep_merge(raw, extra)
+    return resolve_run(raw, registry)

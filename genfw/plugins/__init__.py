@@ -1,0 +1,1 @@
+"""Built-in plugins, one sub-package per paper; each uses only genfw's public API."""
