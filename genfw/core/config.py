@@ -42,10 +42,18 @@ def structure(data: Mapping[str, Any], cls: type, path: str = "config") -> Any:
     try:
         return _converter.structure(dict(data), cls)
     except cattrs.BaseValidationError as exc:
-        msgs = cattrs.transform_error(exc, path=path)
+        msgs = cattrs.transform_error(exc, path=path, format_exception=_format_exception)
         raise ConfigError("; ".join(msgs)) from None
     except (ValueError, TypeError) as exc:  # attrs validators raise these from __init__
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def _format_exception(exc: BaseException, type_: Any) -> str:
+    from cattrs.v import format_exception
+
+    base = format_exception(exc, type_)
+    # attrs validators explain themselves; cattrs would only say "invalid value"
+    return f"{base}: {exc}" if base == "invalid value" and str(exc) else base
 
 
 def unstructure(obj: Any) -> Any:

@@ -84,12 +84,24 @@ class Loaded:
     pm: pluggy.PluginManager
 
 
-def _entry_points() -> list[md.EntryPoint]:
-    eps = md.entry_points(group=GROUP)
+def _dist_name(ep: md.EntryPoint) -> str:
+    return ep.dist.metadata["Name"] if ep.dist is not None else "?"
+
+
+def _entry_points() -> tuple[list[md.EntryPoint], dict[str, str]]:
+    """Entry points by plugin name, and errors for names claimed by two distributions."""
     seen: dict[str, md.EntryPoint] = {}
-    for ep in eps:  # the same dist can appear twice (editable + site); keep the first
-        seen.setdefault(ep.name, ep)
-    return sorted(seen.values(), key=lambda ep: (ep.name not in ALWAYS, ep.name))
+    clashes: dict[str, str] = {}
+    for ep in md.entry_points(group=GROUP):
+        first = seen.get(ep.name)
+        if first is None:
+            seen[ep.name] = ep
+        elif _dist_name(first) != _dist_name(ep):  # same dist twice (editable + site) is harmless
+            clashes[ep.name] = (f"plugin name {ep.name!r} is claimed by two distributions: "
+                                f"{_dist_name(first)} ({first.value}) and {_dist_name(ep)} ({ep.value}); "
+                                "uninstall one or disable it")
+    eps = sorted(seen.values(), key=lambda ep: (ep.name not in ALWAYS, ep.name))
+    return eps, clashes
 
 
 def load_plugins(extra: Mapping[str, Any] | None = None, strict: bool | None = None) -> Loaded:
@@ -105,9 +117,14 @@ def load_plugins(extra: Mapping[str, Any] | None = None, strict: bool | None = N
     infos: list[PluginInfo] = []
 
     sources: list[tuple[str, Callable[[], Any], str]] = []
-    for ep in _entry_points():
+    eps, clashes = _entry_points()
+    for ep in eps:
         version = ep.dist.version if ep.dist is not None else ""
-        sources.append((ep.name, ep.load, version))
+        load = ep.load
+        if ep.name in clashes:
+            def load(msg=clashes[ep.name]):
+                raise PluginLoadError(msg)
+        sources.append((ep.name, load, version))
     for name, obj in (extra or {}).items():
         sources.append((name, (lambda o=obj: o), getattr(obj, "__version__", "")))
 

@@ -1,0 +1,2 @@
+"""Example third-party genfw plugin."""
+__version__ = "0.1.0"
