@@ -23,6 +23,7 @@ _converter = cattrs.Converter(forbid_extra_keys=True)
 
 def _check_keys(data: Mapping[str, Any], cls: type, path: str) -> None:
     """Unknown keys anywhere in a nested attrs tree -> one ConfigError with close matches."""
+    attrs.resolve_types(cls)  # string annotations (postponed evaluation) -> real types
     names = {f.alias or f.name: f for f in attrs.fields(cls)}
     for key, value in data.items():
         if key not in names:
