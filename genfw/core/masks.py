@@ -1,0 +1,350 @@
+"""Hole masks (1 = hole, 0 = known): generators registered as kind `mask`, plus validation helpers.
+
+Every generator is a callable ``gen(n, h, w, generator=None) -> N x 1 x H x W float32 {0, 1}``.
+All randomness comes from the torch.Generator passed in (the trainer seeds it), so a resumed run
+draws the same masks as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from attrs import define, field, validators as v
+from PIL import Image, ImageDraw, UnidentifiedImageError
+
+from genfw.core.errors import GenfwError
+from genfw.core.images import IMAGE_SUFFIXES
+
+# A mask that is mostly hole is far more often a white-is-known file than a real request.
+MAX_HOLE_FRACTION = 0.9
+# More than this share of mid-grey pixels means the file is a photo or soft matte, not a mask.
+MAX_GREY_FRACTION = 0.05
+
+
+# --- helpers used by the inpaint CLI, metrics and tests ---------------------------------------
+def hole_ratio(mask: torch.Tensor) -> torch.Tensor | float:
+    """Share of hole pixels: a length-N tensor for N x 1 x H x W, else one float."""
+    m = mask.detach().float()
+    if m.ndim == 4:
+        return m.flatten(1).mean(1)
+    return float(m.mean())
+
+
+def ratio_bins(low: float, high: float, bins: int) -> list[tuple[float, float]]:
+    """Equal-width hole-ratio bins over [low, high] (CSA reports 10-20 %, 20-30 %, ...)."""
+    edges = np.linspace(low, high, bins + 1)
+    return [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def bin_index(ratio: float, edges: list[tuple[float, float]]) -> int:
+    """Index of the bin holding `ratio` (the last bin is closed on the right), -1 if outside."""
+    for i, (a, b) in enumerate(edges):
+        if a <= ratio < b or (i == len(edges) - 1 and ratio == b):
+            return i
+    return -1
+
+
+def _as_4d(mask: torch.Tensor) -> torch.Tensor:
+    m = mask.detach().float()
+    while m.ndim < 4:
+        m = m.unsqueeze(0)
+    return m
+
+
+def binarize(mask: torch.Tensor, threshold: float = 0.5, name: str = "mask") -> torch.Tensor:
+    """N x 1 x H x W {0, 1}; GenfwError for colour files or soft, non-binary values."""
+    m = _as_4d(mask)
+    if m.shape[1] != 1:
+        spread = (m.amax(1) - m.amin(1)).abs().max()
+        if spread > 1 / 255 + 1e-6:
+            raise GenfwError(f"{name} is a colour image, not a mask: use one channel, white (1) = hole")
+        m = m[:, :1]
+    if m.min() < 0 or m.max() > 1:
+        raise GenfwError(f"{name} has values outside [0, 1] (min {float(m.min()):.3g}, max {float(m.max()):.3g})")
+    grey = ((m > 0.1) & (m < 0.9)).float().mean()
+    if grey > MAX_GREY_FRACTION:
+        raise GenfwError(
+            f"{name} is not a binary mask ({float(grey):.0%} of pixels are grey); "
+            "save it as black (known) and white (hole) only"
+        )
+    return (m > threshold).float()
+
+
+def validate_mask(mask: torch.Tensor, image_shape, name: str = "mask") -> torch.Tensor:
+    """Check a user mask against an image; returns it binarised as N x 1 x H x W.
+
+    `image_shape` is any shape ending in (H, W) (e.g. the image tensor's `.shape`). Raises a one-line
+    GenfwError for a size mismatch, colour or soft values, an inverted-looking mask (more than 90 %
+    hole) or a mask without any hole.
+    """
+    h, w = int(image_shape[-2]), int(image_shape[-1])
+    m = binarize(mask, name=name)
+    if tuple(m.shape[-2:]) != (h, w):
+        raise GenfwError(f"{name} is {m.shape[-1]}x{m.shape[-2]} but the image is {w}x{h}; they must match")
+    ratio = float(m.mean())
+    if ratio > MAX_HOLE_FRACTION:
+        raise GenfwError(
+            f"{name} is {ratio:.0%} hole: it looks inverted (genfw masks use white = hole, black = known); "
+            "invert it"
+        )
+    if ratio == 0:
+        raise GenfwError(f"{name} has no hole (all black); white pixels mark the region to fill")
+    return m
+
+
+def read_mask(path: str | Path, name: str | None = None) -> torch.Tensor:
+    """1 x 1 x H x W binarised mask from an image file (white = hole); polarity is not checked here."""
+    p = Path(path).expanduser()
+    label = name or str(p)
+    if not p.is_file():
+        raise GenfwError(f"mask not found: {p}")
+    try:
+        with Image.open(p) as im:
+            if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA")
+                arr = np.asarray(im, dtype=np.float32)[..., :3] / 255.0
+            else:
+                arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise GenfwError(f"cannot read mask {p}: {exc}") from None
+    t = torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0)
+    return binarize(t, name=label)
+
+
+def load_mask(path: str | Path, image_shape) -> torch.Tensor:
+    """Read and validate a mask file for an image of `image_shape` (what `genfw inpaint` uses)."""
+    return validate_mask(read_mask(path), image_shape, name=f"mask {path}")
+
+
+def _seed_from(generator: torch.Generator | None) -> int:
+    return int(torch.randint(0, 2**62, (1,), generator=generator).item())
+
+
+def _uniform(generator, low: float, high: float, n: int) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
+
+
+def _range2(name: str, lo: float, hi: float):
+    def check(inst, attribute, value):
+        if len(value) != 2 or not (lo <= value[0] <= value[1] <= hi):
+            raise ValueError(f"{attribute.name} must be [low, high] with {lo} <= low <= high <= {hi}, got {value}")
+    return check
+
+
+# --- center -------------------------------------------------------------------------------------
+@define(kw_only=True)
+class CenterConfig:
+    fraction: float = field(default=0.5, validator=[v.gt(0.0), v.le(1.0)])  # hole side / image side
+
+
+class CenterMask:
+    """A centred rectangle covering `fraction` of each side (a square on square images)."""
+
+    def __init__(self, cfg: CenterConfig) -> None:
+        self.fraction = cfg.fraction
+
+    def __call__(self, n: int, h: int, w: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        mh, mw = max(1, round(h * self.fraction)), max(1, round(w * self.fraction))
+        top, left = (h - mh) // 2, (w - mw) // 2
+        m = torch.zeros(n, 1, h, w)
+        m[:, :, top:top + mh, left:left + mw] = 1.0
+        return m
+
+
+# --- random-rect --------------------------------------------------------------------------------
+@define(kw_only=True)
+class RandomRectConfig:
+    area: list[float] = field(factory=lambda: [0.05, 0.25], validator=_range2("area", 0.0, 1.0))
+    aspect: list[float] = field(factory=lambda: [0.5, 2.0], validator=_range2("aspect", 0.01, 100.0))
+
+
+class RandomRectMask:
+    """One axis-aligned rectangle per image: area fraction uniform in `area`, aspect log-uniform."""
+
+    def __init__(self, cfg: RandomRectConfig) -> None:
+        self.area = tuple(cfg.area)
+        self.aspect = tuple(cfg.aspect)
+
+    def __call__(self, n: int, h: int, w: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        area = _uniform(generator, *self.area, n)
+        log_ar = _uniform(generator, math.log(self.aspect[0]), math.log(self.aspect[1]), n)
+        pos = torch.rand(n, 2, generator=generator, dtype=torch.float64)
+        m = torch.zeros(n, 1, h, w)
+        for i in range(n):
+            target = float(area[i]) * h * w
+            ar = math.exp(float(log_ar[i]))  # width / height
+            rh = min(h, max(1, round(math.sqrt(target / ar))))
+            rw = min(w, max(1, round(target / rh)))
+            if rw == w and rh < h:  # clipped in width: give the lost area back to the height
+                rh = min(h, max(1, round(target / rw)))
+            top = int(float(pos[i, 0]) * (h - rh + 1))
+            left = int(float(pos[i, 1]) * (w - rw + 1))
+            m[i, 0, top:top + rh, left:left + rw] = 1.0
+        return m
+
+
+# --- irregular ----------------------------------------------------------------------------------
+@define(kw_only=True)
+class IrregularConfig:
+    ratio: list[float] = field(factory=lambda: [0.1, 0.5], validator=_range2("ratio", 0.0, 0.95))
+    bins: int = field(default=0, validator=v.ge(0))  # >0: split `ratio` into bins, cycle through them
+    width: list[float] = field(factory=lambda: [0.03, 0.1], validator=_range2("width", 0.0, 1.0))  # brush / side
+    vertices: list[int] = field(factory=lambda: [4, 12], validator=_range2("vertices", 2, 100))  # per stroke
+
+
+class IrregularMask:
+    """Free-form brush strokes (random walks of thick line segments) until the hole ratio hits a target.
+
+    Each mask draws a target ratio uniformly inside `ratio` (or, with `bins > 0`, inside bin
+    ``i % bins`` for mask i, so every batch holds the same number of masks per bin) and adds strokes
+    until the target is reached; a stroke that overshoots the range is undone and retried thinner.
+    """
+
+    max_strokes = 400
+
+    def __init__(self, cfg: IrregularConfig) -> None:
+        self.ratio = (float(cfg.ratio[0]), float(cfg.ratio[1]))
+        self.width = tuple(cfg.width)
+        self.vertices = (int(cfg.vertices[0]), int(cfg.vertices[1]))
+        self.bin_edges = ratio_bins(*self.ratio, cfg.bins) if cfg.bins else [self.ratio]
+
+    def __call__(self, n: int, h: int, w: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        rng = np.random.default_rng(_seed_from(generator))
+        out = torch.zeros(n, 1, h, w)
+        for i in range(n):
+            lo, hi = self.bin_edges[i % len(self.bin_edges)]
+            out[i, 0] = torch.from_numpy(self._one(rng, h, w, lo, hi))
+        return out
+
+    def _one(self, rng: np.random.Generator, h: int, w: int, lo: float, hi: float) -> np.ndarray:
+        # Pixel granularity: a ratio strictly inside (lo, hi) must be reachable on a tiny canvas.
+        step = 1.0 / (h * w)
+        target = rng.uniform(lo, hi)
+        canvas = Image.new("L", (w, h), 0)
+        ratio = 0.0
+        side = min(h, w)
+        for _ in range(self.max_strokes):
+            if ratio >= target - step / 2:
+                break
+            scale = 1.0
+            for _attempt in range(8):
+                trial = canvas.copy()
+                self._stroke(ImageDraw.Draw(trial), rng, h, w, side, scale)
+                arr = np.asarray(trial, dtype=np.uint8)
+                new_ratio = float((arr > 0).mean())
+                if new_ratio <= hi + step / 2:
+                    canvas, ratio = trial, new_ratio
+                    break
+                scale *= 0.5
+            else:
+                break  # every retry overshot: the remaining gap is below one thin stroke
+        arr = (np.asarray(canvas, dtype=np.uint8) > 0)
+        if arr.mean() < lo:  # a very thin range on a tiny canvas: top up pixel by pixel next to the hole
+            arr = _grow_to(arr, lo, rng)
+        return arr.astype(np.float32)
+
+    def _stroke(self, draw: ImageDraw.ImageDraw, rng, h: int, w: int, side: int, scale: float) -> None:
+        width = max(1, int(round(rng.uniform(*self.width) * side * scale)))
+        nv = int(rng.integers(self.vertices[0], self.vertices[1] + 1))
+        nv = max(2, int(round(nv * scale))) if scale < 1 else nv
+        x, y = rng.uniform(0, w), rng.uniform(0, h)
+        angle = rng.uniform(0, 2 * math.pi)
+        pts = [(x, y)]
+        for _ in range(nv - 1):
+            angle += rng.uniform(-math.pi / 3, math.pi / 3)  # smooth-ish turns look like a brush
+            length = rng.uniform(0.05, 0.2) * side * max(scale, 0.25)
+            x = float(np.clip(x + length * math.cos(angle), 0, w - 1))
+            y = float(np.clip(y + length * math.sin(angle), 0, h - 1))
+            pts.append((x, y))
+        draw.line(pts, fill=255, width=width)
+        r = width / 2
+        for px, py in pts:  # round joints; a bare polyline leaves notches at sharp turns
+            draw.ellipse((px - r, py - r, px + r, py + r), fill=255)
+
+
+def _grow_to(arr: np.ndarray, target: float, rng: np.random.Generator) -> np.ndarray:
+    """Add known pixels that touch the hole (or random ones when empty) until the ratio reaches target."""
+    arr = arr.copy()
+    need = int(math.ceil(target * arr.size)) - int(arr.sum())
+    while need > 0:
+        nb = np.zeros_like(arr)
+        nb[1:] |= arr[:-1]; nb[:-1] |= arr[1:]; nb[:, 1:] |= arr[:, :-1]; nb[:, :-1] |= arr[:, 1:]  # noqa: E702
+        cand = np.flatnonzero(nb & ~arr) if arr.any() else np.flatnonzero(~arr)
+        if cand.size == 0:
+            cand = np.flatnonzero(~arr)
+        pick = rng.choice(cand, size=min(need, cand.size), replace=False)
+        arr.flat[pick] = True
+        need -= pick.size
+    return arr
+
+
+# --- folder -------------------------------------------------------------------------------------
+@define(kw_only=True)
+class FolderMaskConfig:
+    root: str = ""                      # folder of mask images (recursive), white = hole
+    invert: bool = False                # for sets stored black = hole (e.g. some irregular-mask sets)
+    flip: bool = True                   # random horizontal / vertical flips for variety
+
+
+class FolderMask:
+    """User mask files, validated once at construction and drawn at random, resized with nearest."""
+
+    def __init__(self, cfg: FolderMaskConfig) -> None:
+        root = Path(cfg.root).expanduser()
+        if not cfg.root or not root.is_dir():
+            raise GenfwError(f"mask folder not found: {root if cfg.root else '(mask.root is empty)'}")
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise GenfwError(f"no mask images in {root} (looked for {', '.join(IMAGE_SUFFIXES)})")
+        self.flip = cfg.flip
+        self.masks: list[torch.Tensor] = []
+        for p in files:
+            m = read_mask(p)
+            if cfg.invert:
+                m = 1.0 - m
+            ratio = float(m.mean())
+            if ratio > MAX_HOLE_FRACTION:
+                raise GenfwError(
+                    f"mask {p} is {ratio:.0%} hole: it looks inverted (white = hole); "
+                    "set mask.invert = true if your set stores black = hole"
+                )
+            if ratio == 0:
+                raise GenfwError(f"mask {p} has no hole (all known); remove it or check mask.invert")
+            self.masks.append(m[0])
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def __call__(self, n: int, h: int, w: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        idx = torch.randint(0, len(self.masks), (n,), generator=generator)
+        flips = torch.randint(0, 2, (n, 2), generator=generator)
+        out = torch.empty(n, 1, h, w)
+        for i in range(n):
+            m = self.masks[int(idx[i])].unsqueeze(0)
+            m = F.interpolate(m, size=(h, w), mode="nearest")
+            if self.flip and flips[i, 0]:
+                m = m.flip(-1)
+            if self.flip and flips[i, 1]:
+                m = m.flip(-2)
+            out[i] = m[0]
+        return out
+
+
+def register(registry) -> None:
+    registry.register("mask", "center", CenterMask, config=CenterConfig,
+                      help="centred square hole covering `fraction` of the side")
+    registry.register("mask", "random-rect", RandomRectMask, config=RandomRectConfig,
+                      help="one random rectangle, area fraction in `area` (FOAM: 5-25 %)")
+    registry.register("mask", "irregular", IrregularMask, config=IrregularConfig,
+                      help="free-form brush strokes hitting a hole-ratio range, optionally binned")
+    registry.register("mask", "folder", FolderMask, config=FolderMaskConfig,
+                      help="user mask images (white = hole), polarity validated")
+
+
+__all__ = [
+    "hole_ratio", "ratio_bins", "bin_index", "binarize", "validate_mask", "read_mask", "load_mask",
+    "CenterMask", "RandomRectMask", "IrregularMask", "FolderMask", "register",
+]
