@@ -186,16 +186,22 @@ def apply_overrides(data: Mapping[str, Any], overrides: list[str]) -> dict:
 
 
 def resolve_component(spec: Mapping[str, Any] | str, registry, kind: str | None = None,
-                      path: str = "") -> dict:
-    """Fill a component spec with every default, recursively through nested specs; validates."""
+                      path: str = "", expand: bool = True) -> dict:
+    """Validate a component spec; returns it with the full type name (and every default if expand).
+
+    Nested component specs are validated all the way down but keep only the keys the user wrote:
+    their remaining defaults are filled when the parent builds them, with the parent's
+    context (the data's image size and channels, ...) taking precedence over code defaults.
+    """
     entry, cfg = registry.resolve(spec, kind=kind, path=path)
-    out: dict[str, Any] = {"type": entry.name}
-    if cfg is None:
-        return out
-    for k, val in unstructure(cfg).items():
-        if isinstance(val, dict) and "type" in val and isinstance(val["type"], str) and val["type"] in registry:
-            val = resolve_component(val, registry, path=f"{path}.{k}")
-        out[k] = val
+    if not expand:
+        body = {"type": entry.name} if isinstance(spec, str) else {**spec, "type": entry.name}
+        out = {"type": entry.name, **{k: v for k, v in body.items() if k != "type"}}
+    else:
+        out = {"type": entry.name, **(unstructure(cfg) if cfg is not None else {})}
+    for k, val in list(out.items()):
+        if isinstance(val, dict) and isinstance(val.get("type"), str) and val["type"] in registry:
+            out[k] = resolve_component(val, registry, path=f"{path}.{k}", expand=False)
     return out
 
 

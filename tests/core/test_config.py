@@ -84,10 +84,12 @@ def test_validator_errors_are_config_errors(reg):
         structure({"train": {"steps": "many"}}, RunConfig)
 
 
-def test_resolution_fills_defaults_recursively(reg):
+def test_resolution_fills_defaults_and_validates_nested(reg):
     cfg, resolved = build_run_config(reg, "t", None, None, ["algorithm.lr=0.001"])
     assert resolved["algorithm"]["lr"] == 0.001
-    assert resolved["algorithm"]["net"] == {"type": "t.net", "width": 4, "act": "relu"}
+    # nested specs are validated but keep only what was written: the parent fills the rest
+    assert resolved["algorithm"]["net"] == {"type": "t.net", "width": 4}
+    assert reg.build(resolved["algorithm"]["net"], defaults={"width": 9, "act": "gelu"}).act == "gelu"
     assert resolved["data"] == {"type": "t.data", "root": "", "image_size": 32}
     assert cfg.train.steps == 10 and resolved["plugin"] == "t" and resolved["preset"] == "default"
 

@@ -1,0 +1,105 @@
+"""Benchmark harness: the machine's own throughput, timing and FLOP-counting helpers.
+
+Benchmarks (kind `benchmark`) are ``fn(machine, quick) -> iterable of dicts``; `machine` holds
+``conv_gflops`` (fp32 conv forward + backward) and ``matmul_gflops`` measured in the same process,
+so a benchmark can state its speed as a fraction of what this machine does on plain dense work.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Callable, Iterable
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+
+def _sync(device: torch.device | str | None) -> None:
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(fn: Callable[[], Any], warmup: int = 2, iters: int = 5, device: str | torch.device | None = None) -> float:
+    """Median wall seconds of one call of `fn` (CUDA work is synchronised when `device` is CUDA)."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(max(1, iters)):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+class _FlopCount(TorchDispatchMode):
+    """torch's FLOP formulas without FlopCounterMode's module tracker, whose backward hooks break
+    steps that call torch.autograd.grad (IntroVAE's latent gradient)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += int(formula(*args, **kwargs, out_val=out))
+        return out
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs of one call of `fn` (forward and whatever backward it runs), by torch's FLOP formulas
+    (torch.utils.flop_counter: matmuls, convolutions, attention and their backward)."""
+    with _FlopCount() as counter:
+        fn()
+    return counter.total
+
+
+def conv_gflops(device: str | torch.device = "cpu", quick: bool = False) -> float:
+    """fp32 3x3 conv forward + backward throughput of this machine."""
+    n, c, s = (4, 32, 32) if quick else (8, 64, 64)
+    x = torch.randn(n, c, s, s, device=device, requires_grad=True)
+    conv = torch.nn.Conv2d(c, c, 3, padding=1).to(device)
+
+    def work():
+        conv(x).sum().backward()
+
+    flops = count_flops(work)
+    sec = measure(work, warmup=1 if quick else 3, iters=3 if quick else 10, device=device)
+    return flops / sec / 1e9
+
+
+def matmul_gflops(device: str | torch.device = "cpu", quick: bool = False) -> float:
+    """fp32 square matmul throughput of this machine."""
+    n = 256 if quick else 1024
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    sec = measure(lambda: a @ b, warmup=1 if quick else 3, iters=3 if quick else 10, device=device)
+    return 2 * n ** 3 / sec / 1e9
+
+
+def machine_info(device: str | torch.device = "cpu", quick: bool = False) -> dict:
+    dev = torch.device(device)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    return {"name": "machine", "device": name, "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "conv_gflops": round(conv_gflops(dev, quick), 3), "matmul_gflops": round(matmul_gflops(dev, quick), 3)}
+
+
+def run_benchmarks(registry, names: Iterable[str] = (), quick: bool = False,
+                   device: str | torch.device = "cpu") -> Iterable[dict]:
+    """The machine line, then every dict each selected benchmark yields (tagged with its name)."""
+    entries = [registry.get(n, kind="benchmark") for n in names] if names else registry.entries("benchmark")
+    machine = machine_info(device, quick)
+    machine["device_type"] = torch.device(device).type
+    yield machine
+    for entry in entries:
+        try:
+            for rec in entry.factory(dict(machine), quick):
+                yield {"benchmark": entry.name, **rec}
+        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others
+            yield {"benchmark": entry.name, "error": f"{type(exc).__name__}: {exc}"}

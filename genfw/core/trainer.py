@@ -1,0 +1,472 @@
+"""The training loop every algorithm runs in: data order, devices, precision, logging, samples,
+checkpoints, exact resume, Ctrl-C and distributed data parallel.
+
+Exact resume rests on three things being a pure function of what a checkpoint stores:
+* the data order: batch k of the run is ``DataOrder.batch(k)`` (seed, epoch, rank), so a checkpoint
+  only needs the number of batches consumed;
+* every random stream: torch / numpy / python global RNG, the mask generator's own Generator; the
+  DataLoader gets a private Generator so creating its iterator never draws from the global one;
+* optimizer, scheduler, scaler and algorithm state, saved at a step boundary only (a Ctrl-C is
+  honoured at the next boundary, never mid-step).
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from genfw.core import checkpoint as ckpt_mod
+from genfw.core import distributed as ddp
+from genfw.core.algorithm import Context
+from genfw.core.config import RunConfig, dump_toml
+from genfw.core.errors import GenfwError
+from genfw.core.images import save_grid
+from genfw.core.step import NonFiniteLossError, run_step
+
+
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """auto -> CUDA when available (the process's local GPU under torchrun), else CPU."""
+    name = (name or "auto").strip()
+    if name == "auto":
+        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise GenfwError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise GenfwError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+        if dev.index is None:
+            dev = torch.device("cuda", local_rank)
+    elif dev.type != "cpu":
+        raise GenfwError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# --- data order ---------------------------------------------------------------------------------
+class DataOrder:
+    """Batch k = positions [k*B, (k+1)*B) of an endless stream of per-epoch permutations.
+
+    Epoch e's permutation comes from (seed, e) alone; with several ranks it is padded to a multiple
+    of the world size and rank r takes every world-th index (disjoint shards, same logic).
+    Small datasets simply wrap into the next epoch inside a batch.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        if n <= 0:
+            raise GenfwError("the dataset is empty")
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self.shard = math.ceil(n / world)
+        self._cache: dict[int, list[int]] = {}
+
+    def epoch(self, e: int) -> list[int]:
+        if e not in self._cache:
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + e) % 2**63)
+            perm = torch.randperm(self.n, generator=g).tolist()
+            perm += perm[: self.shard * self.world - self.n]  # pad so every rank gets a full shard
+            self._cache = {e: perm[self.rank::self.world]}  # one epoch at a time is enough
+        return self._cache[e]
+
+    def batch(self, k: int) -> list[int]:
+        return [i for i, _ in self.batch_with_epochs(k)]
+
+    def batch_with_epochs(self, k: int) -> list[tuple[int, int]]:
+        """(index, epoch) pairs: genfw datasets take the epoch with the index, so per-epoch
+        augmentation (flips) is right in worker processes and after a resume alike."""
+        out = []
+        for pos in range(k * self.batch_size, (k + 1) * self.batch_size):
+            e, i = divmod(pos, self.shard)
+            out.append((self.epoch(e)[i], e))
+        return out
+
+    def epoch_of(self, k: int) -> int:
+        return (k * self.batch_size) // self.shard
+
+
+class _BatchSampler:
+    def __init__(self, order: DataOrder, start: int, with_epoch: bool = False) -> None:
+        self.order, self.start, self.with_epoch = order, start, with_epoch
+
+    def __iter__(self) -> Iterator[list]:
+        k = self.start
+        while True:
+            yield self.order.batch_with_epochs(k) if self.with_epoch else self.order.batch(k)
+            k += 1
+
+
+# --- helpers ------------------------------------------------------------------------------------
+def _check_out_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=out)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        raise GenfwError(f"output directory {out} is not writable: {exc.strerror or exc}") from None
+
+
+def _build_dataset(cfg: RunConfig, registry):
+    try:
+        ds = registry.build(cfg.data, kind="dataset", path="data")
+    except GenfwError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise GenfwError(f"cannot build dataset {cfg.data.get('type', '?')}: {exc}") from None
+    try:
+        n = len(ds)
+    except TypeError:
+        raise GenfwError(f"dataset {cfg.data.get('type')} has no length; the engine needs a map-style dataset") from None
+    if n == 0:
+        raise GenfwError(f"dataset {cfg.data.get('type')} is empty; check its path")
+    return ds
+
+
+def _dataset_facts(ds) -> dict:
+    first = None
+
+    def item():
+        nonlocal first
+        if first is None:
+            first = ds[0]
+        return first
+
+    image_size = getattr(ds, "image_size", None) or int(item()["image"].shape[-1])
+    channels = getattr(ds, "channels", None) or int(item()["image"].shape[0])
+    names = list(getattr(ds, "attribute_names", []) or [])
+    num_attr = getattr(ds, "num_attributes", None)
+    if num_attr is None:
+        num_attr = len(names) if names else int(item()["attributes"].numel()) if "attributes" in item() else 0
+    has_lm = getattr(ds, "has_landmarks", None)
+    if has_lm is None:
+        has_lm = "landmarks" in item()
+    return {"image_size": int(image_size), "channels": int(channels), "num_attributes": int(num_attr),
+            "attribute_names": names, "has_landmarks": bool(has_lm)}
+
+
+def _allow_random_weights(cfg: RunConfig) -> bool:
+    env = os.environ.get("GENFW_ALLOW_RANDOM_WEIGHTS", "").lower() in ("1", "true", "yes")
+    return bool(getattr(cfg, "allow_random_weights", False)) or env
+
+
+class _StopFlag:
+    """SIGINT handler: the first Ctrl-C asks for a checkpoint at the next step boundary; a second
+    one interrupts at once (no checkpoint)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+class Trainer:
+    """One run. ``Trainer(...).run()`` is what ``train()`` does; tests keep the trainer to inspect
+    ``trainer.algo`` afterwards."""
+
+    def __init__(self, cfg: RunConfig, resolved: dict, registry, *, resume: bool = False,
+                 progress: bool = True) -> None:
+        self.cfg, self.resolved, self.registry = cfg, dict(resolved), registry
+        self.resume, self.progress = resume, progress
+        self.algo = None
+        self.step = 0
+        self.images = 0
+        self.position = 0  # batches this rank consumed (= steps: one batch per step)
+        self.elapsed = 0.0
+        self._seg_start = time.time()
+        self.last_checkpoint = None
+
+    # ---------------------------------------------------------------------------------------------
+    def run(self) -> dict:
+        cfg, t = self.cfg, self.cfg.train
+        dev_pref = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dist = ddp.init_distributed("cuda" if dev_pref.startswith("cuda") else "cpu")
+        try:
+            return self._run(cfg, t)
+        finally:
+            ddp.shutdown(self.dist)
+
+    def _run(self, cfg: RunConfig, t) -> dict:
+        d = self.dist
+        self.device = resolve_device(cfg.device, d.local_rank)
+        if t.precision == "fp16" and self.device.type != "cuda":
+            raise GenfwError("precision fp16 needs a CUDA device; use bf16 on CPU")
+        self.out = Path(cfg.out or f"runs/{cfg.plugin or 'run'}-{cfg.preset or 'custom'}").expanduser()
+        _check_out_dir(self.out)
+        self.ckpt_root = self.out / "checkpoints"
+        existing = ckpt_mod.complete_checkpoints(self.ckpt_root)
+        if existing and not self.resume:
+            raise GenfwError(f"{self.out} already holds checkpoints; pass --resume to continue it or "
+                             "choose another --out")
+        if t.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+
+        seed_everything(cfg.seed)
+        dataset = _build_dataset(cfg, self.registry)
+        facts = _dataset_facts(dataset)
+        self.mask_fn = self.registry.build(cfg.mask, kind="mask", path="mask") if cfg.mask else None
+        self.mask_rng = torch.Generator().manual_seed(cfg.seed * 2 + 1 + 7919 * d.rank)
+        self.context = {**facts, "has_mask": bool(cfg.mask), "total_steps": t.steps,
+                        "batch_size": t.batch_size, "allow_random_weights": _allow_random_weights(cfg),
+                        "out_dir": str(self.out)}
+        algo = self.registry.build(cfg.algorithm, kind="algorithm", path="algorithm")
+        algo.setup(Context(registry=self.registry, device=self.device, **self.context))
+        self.algo = algo
+        if t.channels_last:
+            for net in algo.nets.values():
+                net.to(memory_format=torch.channels_last)
+        for net in algo.nets.values():
+            net.train()
+        if d.enabled:
+            for net in algo.nets.values():
+                ddp.broadcast_module(net)
+            # replicas start equal; their random streams (latents, masks) must not
+            seed_everything(cfg.seed + 7919 * d.rank)
+        self.scaler = torch.amp.GradScaler("cuda") if t.precision == "fp16" else None
+
+        if self.resume:
+            if existing:
+                self._restore(ckpt_mod.find_checkpoint(self.out))
+            elif d.is_main:
+                print(f"no checkpoint in {self.ckpt_root}; starting from step 0", file=sys.stderr)
+        if d.is_main:
+            (self.out / "config.toml").write_text(dump_toml(self.resolved))
+            self._trim_log()
+
+        order = DataOrder(len(dataset), t.batch_size, cfg.seed, d.rank, d.world_size)
+        loader_gen = torch.Generator().manual_seed(cfg.seed * 31 + self.position)
+        loader = DataLoader(dataset, batch_sampler=_BatchSampler(order, self.position, with_epoch=hasattr(dataset, "set_epoch")),
+                            num_workers=t.num_workers, generator=loader_gen,
+                            pin_memory=self.device.type == "cuda", persistent_workers=False)
+        return self._loop(iter(loader))
+
+    # ---------------------------------------------------------------------------------------------
+    def _restore(self, path: Path) -> None:
+        state = ckpt_mod.load_checkpoint(path, self.algo, scaler=self.scaler,
+                                         generators={"mask": self.mask_rng})
+        self.step = int(state["step"])
+        self.images = int(state["images"])
+        self.position = int(state["data_position"])
+        self.elapsed = float(state.get("elapsed", 0.0))
+        if self.dist.enabled and not self.dist.is_main:
+            # the checkpoint holds rank 0's streams; other ranks derive theirs from (seed, rank, step)
+            seed_everything(self.cfg.seed + 7919 * self.dist.rank + 104729 * self.step)
+            self.mask_rng.manual_seed(self.cfg.seed * 2 + 1 + 7919 * self.dist.rank + 104729 * self.step)
+        if self.dist.is_main:
+            print(f"resumed from {path} (step {self.step})", file=sys.stderr)
+
+    def _trim_log(self) -> None:
+        """Drop log lines past the resumed step (the killed run logged steps it never checkpointed)."""
+        log = self.out / "log.jsonl"
+        if not log.is_file():
+            return
+        import json
+
+        keep = []
+        for line in log.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= self.step:
+                    keep.append(line)
+            except json.JSONDecodeError:
+                continue  # a half-written last line from a SIGKILL
+        log.write_text("".join(f"{ln}\n" for ln in keep))
+
+    def _batch(self, raw: dict) -> dict:
+        nonblock = self.device.type == "cuda"
+        cl = self.cfg.train.channels_last
+        batch = {}
+        for k, v in raw.items():
+            if isinstance(v, torch.Tensor):
+                v = v.to(self.device, non_blocking=nonblock)
+                if cl and v.ndim == 4:
+                    v = v.contiguous(memory_format=torch.channels_last)
+            batch[k] = v
+        if self.mask_fn is not None:
+            img = batch["image"]
+            m = self.mask_fn(img.shape[0], img.shape[-2], img.shape[-1], generator=self.mask_rng)
+            m = m.to(self.device, dtype=img.dtype)
+            batch["mask"] = m.contiguous(memory_format=torch.channels_last) if cl else m
+        return batch
+
+    def save(self, tag: str = "") -> Path:
+        path = ckpt_mod.save_checkpoint(
+            self.ckpt_root, self.algo, step=self.step, images=self.images, data_position=self.position,
+            config=self.resolved, context=self.context, scaler=self.scaler,
+            generators={"mask": self.mask_rng}, keep_last=self.cfg.train.keep_last,
+            extra={"elapsed": self.elapsed + time.time() - self._seg_start, "reason": tag},
+        )
+        self.last_checkpoint = path
+        return path
+
+    def _samples(self, batch: dict) -> None:
+        algo, n = self.algo, self.cfg.train.sample_count
+        modes = {name: net.training for name, net in algo.nets.items()}
+        devices = [self.device] if self.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
+                torch.manual_seed(self.cfg.seed)  # same latents every grid: progress is visible
+                for net in algo.nets.values():
+                    net.eval()
+                small = {k: (v[:n] if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+                grids = algo.visualize(small, n) or {}
+            for name, images in grids.items():
+                save_grid(images.float(), self.out / "samples" / f"{name}_{self.step:08d}.png")
+        finally:
+            for name, net in algo.nets.items():
+                net.train(modes[name])
+
+    def _open_tensorboard(self):
+        if not (self.cfg.train.tensorboard and self.dist.is_main):
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            warnings.warn("train.tensorboard is on but tensorboard is not installed; logging to "
+                          "log.jsonl only (pip install tensorboard)", stacklevel=2)
+            return None
+        return SummaryWriter(str(self.out / "tensorboard"))
+
+    # ---------------------------------------------------------------------------------------------
+    def _loop(self, batches: Iterator[dict]) -> dict:
+        import json
+
+        from tqdm import tqdm
+
+        cfg, t, d, algo = self.cfg, self.cfg.train, self.dist, self.algo
+        grad_sync = ddp.average_gradients if d.enabled else None
+        main = d.is_main
+        self.last_checkpoint = None
+        if self.step >= t.steps:
+            return self._summary({}, 0.0, 0)
+        tb = self._open_tensorboard()
+        log_f = open(self.out / "log.jsonl", "a") if main else None
+        bar = tqdm(total=t.steps, initial=self.step, disable=not (self.progress and main),
+                   unit="step", dynamic_ncols=True, file=sys.stderr)
+        acc: dict[str, float] = {}
+        acc_n = 0
+        last_logs: dict[str, float] = {}
+        seg_start = self._seg_start = time.time()
+        seg_images = 0
+        last_ckpt_time = time.time()
+        try:
+            with _StopFlag() as stop:
+                while self.step < t.steps:
+                    batch = self._batch(next(batches))
+                    self.position += 1
+                    try:
+                        logs = run_step(algo, batch, self.step, precision=t.precision, scaler=self.scaler,
+                                        grad_clip=t.grad_clip, grad_sync=grad_sync)
+                    except NonFiniteLossError as exc:
+                        good = ckpt_mod.complete_checkpoints(self.ckpt_root)
+                        where = f"last good checkpoint: {good[-1]}" if good else "no checkpoint was written"
+                        raise NonFiniteLossError(f"{exc}; {where}") from None
+                    if d.enabled:
+                        for net in algo.nets.values():
+                            ddp.broadcast_module(net, buffers_only=True)
+                    n_img = int(batch["image"].shape[0]) * d.world_size
+                    self.step += 1
+                    self.images += n_img
+                    seg_images += n_img
+                    for k, v in logs.items():
+                        acc[k] = acc.get(k, 0.0) + v
+                    acc_n += 1
+                    bar.update(1)
+
+                    if self.step % t.log_every == 0 or self.step == t.steps:
+                        mean = {k: v / acc_n for k, v in acc.items()}
+                        if d.enabled:
+                            keys = sorted(mean)
+                            vals = torch.tensor([mean[k] for k in keys], dtype=torch.float64)
+                            torch.distributed.all_reduce(vals)
+                            mean = dict(zip(keys, (vals / d.world_size).tolist()))
+                        acc, acc_n = {}, 0
+                        now = time.time()
+                        rate = seg_images / max(now - seg_start, 1e-9)
+                        last_logs = mean
+                        if main:
+                            rec = {"step": self.step, "images": self.images,
+                                   "time": round(self.elapsed + now - seg_start, 3),
+                                   "images_per_s": round(rate, 2), **mean}
+                            log_f.write(json.dumps(rec) + "\n")
+                            log_f.flush()
+                            if tb is not None:
+                                for k, v in mean.items():
+                                    tb.add_scalar(k, v, self.step)
+                            shown = {k: f"{v:.3g}" for k, v in list(mean.items())[:6]}
+                            bar.set_postfix({**shown, "img/s": f"{rate:.1f}"}, refresh=False)
+
+                    if main and t.sample_every and self.step % t.sample_every == 0:
+                        self._samples(batch)
+
+                    stop_now = stop.requested
+                    if d.enabled:
+                        flag = torch.tensor([int(stop_now)], dtype=torch.int32)
+                        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                        stop_now = bool(flag.item())
+                    due = (t.checkpoint_every and self.step % t.checkpoint_every == 0) or self.step == t.steps
+                    if t.checkpoint_minutes and time.time() - last_ckpt_time >= 60 * t.checkpoint_minutes:
+                        due = True
+                    if main and (due or stop_now):
+                        self.save("interrupt" if stop_now else "")
+                        last_ckpt_time = time.time()
+                    if stop_now:
+                        bar.close()
+                        if main:
+                            print(f"interrupted at step {self.step}; checkpoint {self.last_checkpoint}; "
+                                  "continue with --resume", file=sys.stderr)
+                        raise KeyboardInterrupt
+        finally:
+            bar.close()
+            if log_f is not None:
+                log_f.close()
+            if tb is not None:
+                tb.close()
+        ddp.barrier()
+        duration = time.time() - seg_start
+        summary = self._summary(last_logs, duration, seg_images)
+        if main:
+            losses = ", ".join(f"{k}={v:.4g}" for k, v in last_logs.items())
+            print(f"done: {self.step} steps, {self.images} images, {duration:.1f} s "
+                  f"({summary['images_per_s']:.1f} img/s); {losses}; out: {self.out}")
+        return summary
+
+    def _summary(self, logs: dict, duration: float, images: int) -> dict:
+        return {"steps": self.step, "images": self.images, "seconds": round(duration, 3),
+                "images_per_s": images / duration if duration > 0 else 0.0, "out": str(self.out),
+                "checkpoint": str(self.last_checkpoint or ""), "losses": dict(logs)}
+
+
+def train(cfg: RunConfig, resolved: dict, registry, resume: bool = False, progress: bool = True) -> dict:
+    """Run `cfg` (resolved mapping saved alongside) to cfg.train.steps; returns a summary dict."""
+    return Trainer(cfg, resolved, registry, resume=resume, progress=progress).run()
