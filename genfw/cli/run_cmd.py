@@ -41,8 +41,9 @@ def run_command(plugin, preset, config_file, overrides, data, out, steps, device
 
         if not Path(data).expanduser().exists():
             raise GenfwError(f"--data: no such file or directory: {data}")
-        fields = set(cfg.data) | set(resolved["data"])
-        if "root" not in fields:  # an embedded dataset: a path means "train on this folder instead"
+        entry = reg.get(resolved["data"]["type"], kind="dataset")
+        if getattr(entry.factory, "embedded", False) or "root" not in resolved["data"]:
+            # an embedded dataset reads no files: a path means "train on this folder instead"
             resolved["data"] = {"type": "core.image-folder", "root": data,
                                 "image_size": resolved["data"].get("image_size", 64),
                                 "channels": resolved["data"].get("channels", 3)}

@@ -64,9 +64,13 @@ def test_config_show_round_trips(preset):
         pytest.skip("no presets registered")
     from genfw.core.config import resolve_run
 
+    from click.testing import CliRunner
+
+    from genfw.cli import cli
+
     plugin, name = preset.split(".", 1)
-    res = genfw("config", "show", "--plugin", plugin, "--preset", name)
-    assert res.returncode == 0, res.stderr
-    shown = tomllib.loads(res.stdout)
+    res = CliRunner().invoke(cli, ["config", "show", "--plugin", plugin, "--preset", name])
+    assert res.exit_code == 0, res.output
+    shown = tomllib.loads(res.output)
     _, again = resolve_run(shown, get_registry())
     assert again == shown
