@@ -25,6 +25,7 @@ BUILTIN_KINDS = {
 }
 
 NETWORK_KINDS = ("generator", "discriminator", "encoder", "layer")
+SECONDARY_KINDS = ("preset", "benchmark")  # looked up only by kind or as a last resort
 
 
 @attrs.define
@@ -54,7 +55,8 @@ class Registry:
 
     def __init__(self) -> None:
         self.kinds: dict[str, str] = dict(BUILTIN_KINDS)
-        self._entries: dict[str, Entry] = {}
+        # Keyed by (kind, name): a plugin may call a preset like its algorithm ("lis.r-separate").
+        self._entries: dict[tuple[str, str], Entry] = {}
         self.failed_plugins: dict[str, str] = {}  # filled by the plugin manager
 
     # --- registration ----------------------------------------------------------------------
@@ -69,7 +71,7 @@ class Registry:
             )
         if "." not in entry.name:
             raise ValueError(f"component names are namespaced 'plugin.name', got {entry.name!r}")
-        old = self._entries.get(entry.name)
+        old = self._entries.get((entry.kind, entry.name))
         if old is not None:
             raise DuplicateComponentError(
                 f"component {entry.name!r} is registered twice: by plugin {old.plugin!r} and by "
@@ -77,13 +79,13 @@ class Registry:
             )
         if entry.config is not None and not attrs.has(entry.config):
             raise TypeError(f"{entry.name}: config must be an attrs class, got {entry.config!r}")
-        self._entries[entry.name] = entry
+        self._entries[(entry.kind, entry.name)] = entry
         return entry
 
     def remove_plugin(self, plugin: str) -> None:
         """Drop everything a plugin registered (used when its hook fails half-way)."""
-        for name in [n for n, e in self._entries.items() if e.plugin == plugin]:
-            del self._entries[name]
+        for key in [k for k, e in self._entries.items() if e.plugin == plugin]:
+            del self._entries[key]
 
     # --- lookup ------------------------------------------------------------------------------
     def entries(self, kind: str | None = None) -> list[Entry]:
@@ -106,19 +108,20 @@ class Registry:
         return iter(self.entries())
 
     def get(self, name: str, kind: str | None = None) -> Entry:
-        """Look up by full name, or by short name when exactly one plugin provides it."""
+        """Look up by full name, or by short name when exactly one plugin provides it.
+
+        Without a kind, building blocks are searched before presets and benchmarks, which may
+        share a name with the algorithm they configure or measure.
+        """
+        pools = [self.entries(kind)] if kind is not None else [
+            [e for e in self.entries() if e.kind not in SECONDARY_KINDS],
+            [e for e in self.entries() if e.kind in SECONDARY_KINDS]]
+        for pool in pools:
+            found = self._find(name, pool, kind)
+            if found is not None:
+                return found
         pool = self.entries(kind)
-        for e in pool:
-            if e.name == name:
-                return e
-        short = [e for e in pool if e.short == name]
-        if len(short) == 1:
-            return short[0]
         what = f"{kind} " if kind else ""
-        if len(short) > 1:
-            raise UnknownComponentError(
-                f"{what}name {name!r} is ambiguous: {', '.join(e.name for e in short)}; use the full name"
-            )
         candidates = [e.name for e in pool] + [e.short for e in pool]
         msg = f"unknown {what}component {name!r}{suggest(name, candidates)}"
         if kind is not None and pool:
@@ -126,6 +129,19 @@ class Registry:
         if self.failed_plugins:
             msg += f"; plugins that failed to load: {', '.join(sorted(self.failed_plugins))}"
         raise UnknownComponentError(msg)
+
+    @staticmethod
+    def _find(name: str, pool: list[Entry], kind: str | None) -> Entry | None:
+        for match in ([e for e in pool if e.name == name], [e for e in pool if e.short == name]):
+            if len(match) == 1:
+                return match[0]
+            if len(match) > 1:
+                what = f"{kind} " if kind else ""
+                listed = ", ".join(f"{e.name} ({e.kind})" for e in match)
+                raise UnknownComponentError(
+                    f"{what}name {name!r} is ambiguous: {listed}; use the full name"
+                    + ("" if kind else " in a table of that kind"))
+        return None
 
     # --- building ----------------------------------------------------------------------------
     def build(self, spec: Mapping[str, Any] | str, kind: str | None = None,

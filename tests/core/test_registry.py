@@ -57,3 +57,14 @@ def test_names_must_be_namespaced():
 def test_unknown_suggests_close_names():
     with pytest.raises(UnknownComponentError, match="a.block"):
         _reg().get("a.blok")
+
+
+def test_kinds_are_separate_namespaces():
+    r = _reg()
+    r.add(Entry(kind="preset", name="a.block", factory=dict, plugin="a", value={}))
+    assert r.get("a.block").kind == "layer"  # building blocks first
+    assert r.get("a.block", kind="preset").kind == "preset"
+    from genfw.core.errors import DuplicateComponentError
+
+    with pytest.raises(DuplicateComponentError):
+        r.add(Entry(kind="preset", name="a.block", factory=dict, plugin="a", value={}))
