@@ -90,10 +90,16 @@ def machine_info(device: str | torch.device = "cpu", quick: bool = False) -> dic
             "conv_gflops": round(conv_gflops(dev, quick), 3), "matmul_gflops": round(matmul_gflops(dev, quick), 3)}
 
 
+def _select(registry, name: str) -> list:
+    """A benchmark name, or a plugin name meaning all of that plugin's benchmarks (`genfw bench lis`)."""
+    of_plugin = [e for e in registry.entries("benchmark") if e.plugin == name]
+    return of_plugin or [registry.get(name, kind="benchmark")]
+
+
 def run_benchmarks(registry, names: Iterable[str] = (), quick: bool = False,
                    device: str | torch.device = "cpu") -> Iterable[dict]:
     """The machine line, then every dict each selected benchmark yields (tagged with its name)."""
-    entries = [registry.get(n, kind="benchmark") for n in names] if names else registry.entries("benchmark")
+    entries = [e for n in names for e in _select(registry, n)] if names else registry.entries("benchmark")
     machine = machine_info(device, quick)
     machine["device_type"] = torch.device(device).type
     yield machine

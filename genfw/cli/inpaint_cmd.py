@@ -1,0 +1,104 @@
+"""`genfw inpaint`: complete the holes of one image with a trained inpainting model.
+
+Any image size: the image and mask are resized to the model's training size, inpainted there, and
+the completion is resized back; only hole pixels are pasted into the original image, so the known
+region of the result is the input, bit for bit. Non-square images are squashed to the square model
+size and un-squashed on the way back.
+"""
+from __future__ import annotations
+
+import click
+
+from genfw.core.errors import GenfwError
+
+
+def _point(value: str | None):
+    if value is None:
+        return None
+    try:
+        x, y = (int(p) for p in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected X,Y pixel coordinates like 120,96, got {value!r}") from None
+    return x, y
+
+
+def attention_overlay(image, attention, point, box: int = 3):
+    """Heat map (blue = low, red = high attention) over a grey copy of `image`; the pixel in a red box."""
+    import torch
+
+    grey = image.mean(0, keepdim=True).expand(3, -1, -1)
+    a = attention / attention.max().clamp_min(1e-12)
+    heat = torch.stack([a, 0.2 * (1 - a), 1 - a])
+    out = 0.45 * grey + 0.55 * heat
+    x, y = point
+    h, w = image.shape[-2:]
+    t, b, l, r = max(0, y - box), min(h - 1, y + box), max(0, x - box), min(w - 1, x + box)
+    red = torch.tensor([1.0, 0.0, 0.0]).view(3, 1)
+    out[:, t, l:r + 1] = red
+    out[:, b, l:r + 1] = red
+    out[:, t:b + 1, l] = red
+    out[:, t:b + 1, r] = red
+    return out
+
+
+def inpaint_image(algo, image, mask, attention_at=None):
+    """image C x H x W, mask 1 x 1 x H x W (validated) -> (result C x H x W, attention H x W or None)."""
+    import torch
+
+    from genfw.core.images import resize
+
+    size = algo.ctx.image_size
+    h, w = image.shape[-2:]
+    small = resize(image, size)
+    hole = mask.float()
+    # a hole pixel must stay a hole after down-sizing: any coverage counts
+    small_mask = (torch.nn.functional.interpolate(hole, size=(size, size), mode="area") > 1e-3).float() \
+        if h >= size and w >= size else torch.nn.functional.interpolate(hole, size=(size, size), mode="nearest")
+    at = None
+    if attention_at is not None:
+        x, y = attention_at
+        if not (0 <= x < w and 0 <= y < h):
+            raise GenfwError(f"--attention {x},{y} is outside the {w}x{h} image")
+        at = (min(size - 1, x * size // w), min(size - 1, y * size // h))
+    res = algo.inpaint(small.unsqueeze(0), small_mask, attention_at=at) if at else \
+        algo.inpaint(small.unsqueeze(0), small_mask)
+    completion = resize(res["output"][0].cpu(), (h, w), mode="bicubic")
+    result = torch.where(hole[0] > 0.5, completion, image)
+    attention = None
+    if at is not None:
+        att = res["attention"][0].cpu().unsqueeze(0).unsqueeze(0)
+        attention = torch.nn.functional.interpolate(att, size=(h, w), mode="nearest")[0, 0]
+    return result, attention
+
+
+def add_commands(group: click.Group) -> None:
+    @group.command("inpaint")
+    @click.argument("run", metavar="RUN_OR_CHECKPOINT")
+    @click.argument("image")
+    @click.argument("mask")
+    @click.option("-o", "--out", "out", required=True, help="Output image (PNG).")
+    @click.option("--attention", default=None, metavar="X,Y", help="Also render this pixel's attention map.")
+    @click.option("--attention-out", default=None, help="Where to write it (default: OUT with -attention).")
+    @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+    def inpaint(run, image, mask, out, attention, attention_out, device):
+        """Fill the holes of IMAGE marked white in MASK (same size; white = hole, black = known)."""
+        from pathlib import Path
+
+        from genfw.core.checkpoint import load_run
+        from genfw.core.images import read_image, save_image
+        from genfw.core.masks import load_mask
+
+        point = _point(attention)
+        algo, _ = load_run(run, device=device)
+        if "inpaint" not in algo.capabilities():
+            raise GenfwError(f"{type(algo).__name__} cannot inpaint (it has: "
+                             f"{', '.join(sorted(algo.capabilities())) or 'no inpainting capability'})")
+        img = read_image(image, channels=algo.ctx.channels)
+        m = load_mask(mask, img.shape)
+        result, att = inpaint_image(algo, img, m, point)
+        path = save_image(result, out)
+        click.echo(f"wrote {path}")
+        if att is not None:
+            target = attention_out or str(Path(out).with_name(Path(out).stem + "-attention.png"))
+            save_image(attention_overlay(result, att, point), target)
+            click.echo(f"wrote attention map of pixel {point[0]},{point[1]} to {target}")

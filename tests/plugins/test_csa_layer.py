@@ -1,0 +1,162 @@
+"""The CSA layer: hand-computed 3x3 cases, equality with the per-position baseline, gradients, masks."""
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from genfw.plugins.csa.layer import CSALayer, coherent_attention
+from genfw.plugins.csa.networks import downsample_mask
+
+_spec = importlib.util.spec_from_file_location(
+    "csa_baseline", Path(__file__).resolve().parents[2] / "benchmarks" / "csa_baseline.py")
+_baseline = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_baseline)
+csa_loop = _baseline.csa_loop
+
+# 3x3 map, 2 channels; holes at positions 4 (centre) and 5 (middle right), raster order
+FEATS = {0: (1, 0), 1: (0, 1), 2: (1, 1), 3: (3, 1), 4: (4, 1), 5: (1, 2), 6: (1, 3), 7: (2, 2), 8: (0, 2)}
+
+
+def _hand_case():
+    x = torch.zeros(1, 2, 3, 3, dtype=torch.float64)
+    for p, v in FEATS.items():
+        x[0, :, p // 3, p % 3] = torch.tensor(v, dtype=torch.float64)
+    mask = torch.zeros(1, 1, 3, 3, dtype=torch.float64)
+    mask[0, 0, 1, 1] = mask[0, 0, 1, 2] = 1
+    return x, mask
+
+
+def test_hand_built_cosine():
+    x, mask = _hand_case()
+    out, att = coherent_attention(x, mask, "cosine", return_attention=True)
+    flat = out[0].reshape(2, 9)
+    # hole 4 = (4, 1): best cosine among known is p3 = (3, 1) (13/sqrt(170) = 0.997 > p0's 0.970)
+    assert torch.allclose(flat[:, 4], torch.tensor([3.0, 1.0], dtype=torch.float64))
+    # hole 5 = (1, 2): best is p6 = (1, 3), Dmax = 7/sqrt(50); Dad = cos((3, 1), (1, 2)) = 5/sqrt(50)
+    # so m_5 = 5/12 * (3, 1) + 7/12 * (1, 3)
+    assert torch.allclose(flat[:, 5], torch.tensor([22 / 12, 26 / 12], dtype=torch.float64), atol=1e-7)
+    known = [p for p in range(9) if p not in (4, 5)]
+    assert torch.equal(flat[:, known], x[0].reshape(2, 9)[:, known])
+    expected = torch.eye(9, dtype=torch.float64)
+    expected[4] = 0
+    expected[4, 3] = 1
+    expected[5] = 0
+    expected[5, 3], expected[5, 6] = 5 / 12, 7 / 12
+    assert torch.allclose(att[0], expected, atol=1e-7)
+    assert torch.allclose(att[0].sum(1), torch.ones(9, dtype=torch.float64))
+
+
+def test_hand_built_key_only():
+    x, mask = _hand_case()
+    out = coherent_attention(x, mask, "key-only")[0].reshape(2, 9)
+    # Dmax = <m, k/|k|>: hole 4 -> p3 (13/sqrt10 = 4.11 > p0's 4); hole 5 -> p6 (7/sqrt10 = 2.21 > p7's 2.12)
+    # Dad_5 = <m_4, p5/|p5|> = <(3, 1), (1, 2)>/sqrt5 = sqrt5
+    dad, dmax = math.sqrt(5), 7 / math.sqrt(10)
+    m5 = (dad * torch.tensor([3.0, 1.0]) + dmax * torch.tensor([1.0, 3.0])) / (dad + dmax)
+    assert torch.allclose(out[:, 4], torch.tensor([3.0, 1.0], dtype=torch.float64))
+    assert torch.allclose(out[:, 5], m5.double(), atol=1e-7)
+
+
+def _masks(n, h, w, seed):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, 1, h, w, generator=g) < 0.35).double()
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "key-only"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_per_position_baseline(similarity, seed):
+    g = torch.Generator().manual_seed(100 + seed)
+    x = torch.rand(3, 6, 6, 5, generator=g, dtype=torch.float64)
+    mask = _masks(3, 6, 5, seed)
+    mask[2] = 0  # a sample without holes passes through
+    mask[1, 0, :3, :] = 1  # a big block: long recurrences
+    grad = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    xa = x.clone().requires_grad_()
+    xb = x.clone().requires_grad_()
+    out_a = coherent_attention(xa, mask, similarity)
+    out_b = csa_loop(xb, mask, similarity)
+    assert torch.allclose(out_a, out_b, atol=1e-10)
+    out_a.backward(grad)
+    out_b.backward(grad)
+    assert torch.allclose(xa.grad, xb.grad, atol=1e-9)
+    assert torch.equal(out_a[2], x[2])
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "key-only"])
+def test_gradcheck(similarity):
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(2, 3, 4, 4, generator=g, dtype=torch.float64) + 0.1).requires_grad_()
+    mask = torch.zeros(2, 1, 4, 4, dtype=torch.float64)
+    mask[0, 0, 1:3, 1:3] = 1
+    mask[1, 0, 0, :] = 1
+    mask[1, 0, 3, 2] = 1
+    assert torch.autograd.gradcheck(lambda t: coherent_attention(t, mask, similarity), (x,))
+
+
+def test_per_sample_masks_in_a_batch_equal_single_runs():
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(4, 5, 6, 6, generator=g)
+    mask = _masks(4, 6, 6, 7).float()
+    batch = coherent_attention(x, mask)
+    for i in range(4):
+        single = coherent_attention(x[i:i + 1], mask[i:i + 1])
+        assert torch.allclose(batch[i:i + 1], single, atol=1e-6)
+
+
+def test_non_square_map_and_known_positions_unchanged():
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(2, 4, 3, 7, generator=g, dtype=torch.float64)
+    mask = _masks(2, 3, 7, 9)
+    out, att = coherent_attention(x, mask, return_attention=True)
+    assert out.shape == x.shape
+    assert torch.allclose(out, csa_loop(x, mask), atol=1e-10)
+    known = mask.expand_as(x) < 0.5
+    assert torch.equal(out[known], x[known])
+    # out = A F, rows sum to 1
+    flat = x.reshape(2, 4, 21).transpose(1, 2)
+    assert torch.allclose(torch.bmm(att, flat).transpose(1, 2).reshape(x.shape), out, atol=1e-10)
+    assert torch.allclose(att.sum(-1), torch.ones(2, 21, dtype=torch.float64))
+
+
+def test_signed_features_stay_finite_and_convex():
+    # every similarity negative: without the clamp Dad + Dmax would be ~0 or negative
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0], [-1.0, -0.9]]).T.reshape(1, 2, 2, 2)
+    mask = torch.tensor([0.0, 0.0, 1.0, 1.0]).reshape(1, 1, 2, 2)
+    out, att = coherent_attention(x, mask, return_attention=True)
+    assert torch.isfinite(out).all()
+    assert (att >= 0).all() and torch.allclose(att.sum(-1), torch.ones(1, 4))
+    # clamped similarities: each hole copies its (least dissimilar) known patch
+    assert torch.allclose(out[0, :, 1, 0], x[0, :, 0, 0]) or torch.allclose(out[0, :, 1, 0], x[0, :, 0, 1])
+
+
+def test_layer_module_and_autocast_safe():
+    layer = CSALayer()
+    x = torch.rand(1, 3, 4, 4, requires_grad=True)
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., 1:3, 1:3] = 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x, mask)
+    assert out.dtype == torch.float32
+    out.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    with pytest.raises(ValueError, match="must be N x 1"):
+        layer(x, torch.zeros(1, 1, 8, 8))
+
+
+def test_mask_downsampling_reference_rule():
+    mask = torch.zeros(1, 1, 256, 256)
+    mask[..., 64:192, 64:192] = 1  # the paper's centre hole
+    small = downsample_mask(mask, 3)
+    assert small.shape == (1, 1, 32, 32)
+    assert small.sum() == 16 * 16 and small[0, 0, 8:24, 8:24].all()
+    # a lone hole pixel covers 1/16 of one 4x4 window: below 5/16 it vanishes after one conv
+    dot = torch.zeros(1, 1, 8, 8)
+    dot[..., 3, 3] = 1
+    assert downsample_mask(dot, 1).sum() == 0
+    block = torch.zeros(1, 1, 8, 8)
+    block[..., 2:4, 2:4] = 1  # 4/16 in the aligned window: still below 5/16
+    assert downsample_mask(block, 1).sum() == 0
+    block[..., 2:5, 2:4] = 1  # 6/16 of the window at (1, 1)
+    assert downsample_mask(block, 1)[0, 0, 1, 1] == 1
