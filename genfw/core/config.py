@@ -102,7 +102,6 @@ class TrainConfig:
     tensorboard: bool = False                                          # also write TensorBoard events
     sample_count: int = field(default=16, validator=_positive)         # images per sample grid
     deterministic: bool = False                                        # torch deterministic algorithms
-    max_bad_fraction: float = field(default=0.1, validator=v.and_(v.ge(0.0), v.le(1.0)))  # unreadable files allowed
 
 
 @define(kw_only=True)
