@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import attrs
 import torch
 from attrs import define, field, validators as v
 from torch import nn
@@ -130,23 +129,18 @@ class GANAlgorithm(Algorithm):
 
     # building; subclasses override the pieces they change
     def network_defaults(self, ctx: Context) -> dict:
-        return {"image_size": ctx.image_size, "channels": ctx.channels}
-
-    def shaped(self, spec: dict, ctx: Context) -> dict:
-        """The spec with the data's shape forced in: a resolved run config spells out every
-        default of nested specs, so `defaults=` could not win, and a network whose size or
-        channels differ from the data cannot train anyway. Only keys the component has are set."""
-        entry = ctx.registry.get(str(spec["type"]))
-        names = {f.name for f in attrs.fields(entry.config)} if entry.config is not None else set()
-        return {**spec, **{k: v for k, v in self.network_defaults(ctx).items() if k in names}}
+        """The data's shape, offered to the networks under the names networks use for it; keys the
+        user wrote in a network's table win (nested specs keep only written keys)."""
+        c = ctx.channels
+        return {"image_size": ctx.image_size, "channels": c, "in_channels": c, "out_channels": c}
 
     def build_generator(self, ctx: Context) -> nn.Module:
-        return ctx.registry.build(self.shaped(self.cfg.generator, ctx), kind="generator",
+        return ctx.registry.build(self.cfg.generator, kind="generator", defaults=self.network_defaults(ctx),
                                   path="algorithm.generator")
 
     def build_discriminator(self, ctx: Context) -> nn.Module:
-        return ctx.registry.build(self.shaped(self.cfg.discriminator, ctx), kind="discriminator",
-                                  path="algorithm.discriminator")
+        return ctx.registry.build(self.cfg.discriminator, kind="discriminator",
+                                  defaults=self.network_defaults(ctx), path="algorithm.discriminator")
 
     def build_networks(self, ctx: Context) -> dict[str, nn.Module]:
         self.loss_fn = ctx.registry.build(self.cfg.loss, kind="loss", path="algorithm.loss")

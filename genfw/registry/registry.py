@@ -1,6 +1,7 @@
 """The component registry: kinds, namespaced names, build-from-mapping with validated attrs configs."""
 from __future__ import annotations
 
+import typing
 from typing import Any, Callable, Iterator, Mapping
 
 import attrs
@@ -48,6 +49,22 @@ class Entry:
 
     def default_config(self) -> Any:
         return self.config() if self.config is not None else None
+
+
+def _fits(value: Any, ftype: Any) -> bool:
+    """Whether a default hint is shaped like the field (scalar vs list vs table)."""
+    origin = typing.get_origin(ftype) or ftype
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if origin is dict:
+        return isinstance(value, Mapping)
+    if origin in (int, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin is bool:
+        return isinstance(value, bool)
+    if origin is str:
+        return isinstance(value, str)
+    return True
 
 
 class Registry:
@@ -172,7 +189,10 @@ class Registry:
             if body:
                 raise ConfigError(f"{path or entry.name}: {entry.name} takes no options, got {sorted(body)}")
             return entry, None
-        merged = {**(defaults or {}), **body}
-        fields = {f.name for f in attrs.fields(entry.config)}
-        merged = {k: v for k, v in merged.items() if k in fields or k in body}
+        attrs.resolve_types(entry.config)
+        fields = {f.name: f for f in attrs.fields(entry.config)}
+        # `defaults` are hints from the parent (the data's size and channels): one applies only to a
+        # field of that name whose type it fits ("channels" may be a width list in one network)
+        hints = {k: v for k, v in (defaults or {}).items() if k in fields and _fits(v, fields[k].type)}
+        merged = {**hints, **body}
         return entry, structure(merged, entry.config, path=path or entry.name)

@@ -68,3 +68,15 @@ def test_kinds_are_separate_namespaces():
 
     with pytest.raises(DuplicateComponentError):
         r.add(Entry(kind="preset", name="a.block", factory=dict, plugin="a", value={}))
+
+
+def test_default_hints_apply_only_where_they_fit():
+    @define(kw_only=True)
+    class Widths:
+        channels: list = field(factory=lambda: [8, 16])   # widths, not image channels
+        image_size: int = 32
+
+    r = Registry()
+    r.add(Entry(kind="generator", name="w.net", factory=lambda c: c, plugin="w", config=Widths))
+    built = r.build({"type": "w.net"}, defaults={"channels": 3, "image_size": 64, "unknown": 1})
+    assert built.channels == [8, 16] and built.image_size == 64
