@@ -1,0 +1,140 @@
+"""`introvae.train-step` benchmark: one full IntroVAE step (2 phases, 5 encoder passes).
+
+Reports images/s per (size, batch, precision, channels_last), the step's FLOPs counted with
+torch.utils.flop_counter, the fraction of the machine's measured conv fwd+bwd throughput, the
+bf16/fp32 speed ratio, and L_AE after a short training run in fp32 vs bf16.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Iterator
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from genfw import Context
+from genfw.core.step import run_step
+from genfw.plugins.introvae.presets import CH_128, CH_256
+
+
+def _build(registry, device: torch.device, size: int, channels: list[int], in_ch: int, z: int, beta: float,
+           margin: float):
+    net = {"channels": channels, "z_dim": z}
+    algo = registry.build({"type": "introvae.algorithm",
+                           "encoder": {"type": "introvae.encoder", **net},
+                           "decoder": {"type": "introvae.decoder", **net},
+                           "loss": {"type": "introvae.loss", "margin": margin, "beta": beta, "ae_scale": 1.0}},
+                          kind="algorithm")
+    algo.setup(Context(registry=registry, device=device, image_size=size, channels=in_ch))
+    return algo
+
+
+def _images(size: int, n: int, channels: int, device: torch.device, seed: int = 0) -> torch.Tensor:
+    """Real faces (lfw-subset) resized, so losses behave as in training; no download needed."""
+    from skimage.data import lfw_subset
+
+    g = torch.Generator().manual_seed(seed)
+    faces = torch.tensor(lfw_subset()[:100], dtype=torch.float32)[:, None]  # the 100 faces
+    idx = torch.randint(0, faces.shape[0], (n,), generator=g)
+    x = torch.nn.functional.interpolate(faces[idx], size=size, mode="bilinear", align_corners=False)
+    return x.clamp(0, 1).expand(-1, channels, -1, -1).contiguous().to(device)
+
+
+def _to_memory_format(algo, x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for net in algo.nets.values():
+        net.to(memory_format=fmt)
+    return x.contiguous(memory_format=fmt)
+
+
+def step_flops(algo, batch: dict, precision: str = "fp32") -> int:
+    """FLOPs of one full training step (forward and backward of both phases)."""
+    with FlopCounterMode(display=False) as counter:
+        run_step(algo, batch, step=10**9, precision=precision)
+    return int(counter.get_total_flops())
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_steps(algo, batch: dict, precision: str, warmup: int, steps: int) -> float:
+    device = batch["image"].device
+    for i in range(warmup):
+        run_step(algo, batch, i, precision=precision)
+    _sync(device)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        run_step(algo, batch, warmup + i, precision=precision)
+    _sync(device)
+    return (time.perf_counter() - t0) / steps
+
+
+def _bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        a = torch.randn(8, 8, dtype=torch.bfloat16)
+        return bool(torch.isfinite(a @ a).all())
+    except RuntimeError:
+        return False
+
+
+def throughput(registry, device: torch.device, machine: dict, quick: bool) -> Iterator[dict[str, Any]]:
+    cases = [(128, 4, CH_128)] if quick else [(128, 4, CH_128), (256, 2, CH_256)]
+    precisions = ["fp32", "bf16"] if _bf16_supported(device) else ["fp32"]
+    steps, warmup = (2, 1) if quick else ((20, 3) if device.type == "cuda" else (5, 2))
+    conv = float(machine.get("conv_gflops") or 0.0)
+    for size, batch_size, channels in cases:
+        fp32_time: dict[bool, float] = {}
+        for channels_last in (False, True):
+            for precision in precisions:
+                torch.manual_seed(0)
+                algo = _build(registry, device, size, channels, 3, 512, beta=0.05, margin=120.0)
+                x = _to_memory_format(algo, _images(size, batch_size, 3, device), channels_last)
+                batch = {"image": x}
+                flops = step_flops(algo, batch, precision)
+                sec = _time_steps(algo, batch, precision, warmup, steps)
+                gflops = flops / sec / 1e9
+                row = {"bench": "introvae.train-step", "image_size": size, "batch": batch_size,
+                       "precision": precision, "channels_last": channels_last,
+                       "step_s": round(sec, 4), "images_per_s": round(batch_size / sec, 3),
+                       "step_gflop": round(flops / 1e9, 3), "achieved_gflops": round(gflops, 2),
+                       "fraction_of_conv": round(gflops / conv, 3) if conv else None}
+                if precision == "fp32":
+                    fp32_time[channels_last] = sec
+                elif channels_last in fp32_time:
+                    row["bf16_over_fp32_speed"] = round(fp32_time[channels_last] / sec, 3)
+                yield row
+
+
+def loss_agreement(registry, device: torch.device, quick: bool) -> Iterator[dict[str, Any]]:
+    """L_AE after N steps of the same run in fp32 and bf16 (same seed, same batches)."""
+    if not _bf16_supported(device):
+        return
+    steps = 20 if quick else 100
+    size, batch_size, channels = 32, 16, [32, 64, 128]
+    result = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        algo = _build(registry, device, size, channels, 1, 64, beta=2.0, margin=30.0)
+        data = _images(size, steps * batch_size, 1, device, seed=1)
+        tail = []
+        for i in range(steps):
+            logs = run_step(algo, {"image": data[i * batch_size:(i + 1) * batch_size]}, i, precision=precision)
+            tail.append(logs["E/l_ae"])
+        result[precision] = sum(tail[-5:]) / len(tail[-5:])  # mean of the last 5 steps: less batch noise
+    yield {"bench": "introvae.l_ae-fp32-vs-bf16", "steps": steps, "image_size": size, "batch": batch_size,
+           "l_ae_fp32": round(result["fp32"], 3), "l_ae_bf16": round(result["bf16"], 3),
+           "relative_difference": round(abs(result["bf16"] - result["fp32"]) / result["fp32"], 4)}
+
+
+def train_step_benchmark(machine: dict, quick: bool = False) -> Iterator[dict[str, Any]]:
+    """IntroVAE training-step throughput (128/256 px, fp32/bf16, channels_last) and bf16 loss agreement."""
+    from genfw.registry import get_registry
+
+    registry = get_registry()
+    device = torch.device(machine.get("device_type") or "cpu")
+    yield from throughput(registry, device, machine, quick)
+    yield from loss_agreement(registry, device, quick)
