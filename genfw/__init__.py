@@ -1,5 +1,5 @@
 """genfw: a plugin-based framework for generative image models in PyTorch."""
-from genfw.core.algorithm import Algorithm, Context, Phase
+from genfw.core.algorithm import Algorithm, CapabilityError, Context, Phase
 from genfw.core.config import structure, unstructure
 from genfw.core.errors import ConfigError, GenfwError
 from genfw.core.nn import AuxLoss
@@ -8,6 +8,6 @@ from genfw.registry import Entry, Registrar, Registry, get_registry, hookimpl
 __version__ = "0.1.0"
 
 __all__ = [
-    "__version__", "hookimpl", "Algorithm", "Context", "Phase", "AuxLoss", "Registry", "Registrar",
+    "__version__", "hookimpl", "Algorithm", "CapabilityError", "Context", "Phase", "AuxLoss", "Registry", "Registrar",
     "Entry", "get_registry", "structure", "unstructure", "GenfwError", "ConfigError",
 ]

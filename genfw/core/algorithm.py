@@ -9,11 +9,18 @@ adds pending auxiliary losses of those networks (see genfw.core.nn.AuxLoss), bac
 """
 from __future__ import annotations
 
+import abc
 from typing import Any, Callable, Mapping
 
 import attrs
 import torch
 from torch import nn
+
+from genfw.core.errors import GenfwError
+
+
+class CapabilityError(GenfwError, NotImplementedError):
+    """The algorithm does not offer this capability (e.g. sampling from an inpainting model)."""
 
 
 @attrs.define
@@ -43,7 +50,7 @@ class Context:
     out_dir: str = ""
 
 
-class Algorithm:
+class Algorithm(abc.ABC):
     """Base class. Subclasses are registered as kind `algorithm` with an attrs config class."""
 
     def __init__(self, cfg: Any = None) -> None:
@@ -54,13 +61,13 @@ class Algorithm:
         self.schedulers: dict[str, Any] = {}
 
     # --- building (called once by the engine, in this order) ----------------------------------
+    @abc.abstractmethod
     def build_networks(self, ctx: Context) -> dict[str, nn.Module]:
         """Trainable networks by name; they are checkpointed. Frozen helpers (VGG) go on ctx.device."""
-        raise NotImplementedError  # abc: every algorithm defines its networks
 
+    @abc.abstractmethod
     def build_optimizers(self, nets: Mapping[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
         """One optimizer per trainable network, keyed by the network's name."""
-        raise NotImplementedError  # abc: every algorithm defines its optimizers
 
     def build_schedulers(self, optimizers: Mapping[str, torch.optim.Optimizer]) -> dict[str, Any]:
         """LR schedulers keyed like the optimizers; stepped once per step. Default: none."""
@@ -76,9 +83,9 @@ class Algorithm:
         self.schedulers = dict(self.build_schedulers(self.optimizers))
 
     # --- per step ------------------------------------------------------------------------------
+    @abc.abstractmethod
     def phases(self, step: int) -> list[Phase]:
         """The ordered phases of this step (may depend on step, e.g. a warm-up)."""
-        raise NotImplementedError  # abc: every algorithm defines its phases
 
     def prepare(self, batch: dict, step: int) -> dict:
         """Shared forward work of a step (runs with all networks requiring grad). Default: the batch."""
@@ -105,28 +112,28 @@ class Algorithm:
         """Named image batches in [0, 1] written as sample grids during training."""
         try:
             return {"samples": self.sample(n)}
-        except NotImplementedError:
+        except CapabilityError:
             return {}
 
     def sample(self, n: int, generator: torch.Generator | None = None, **options: Any) -> torch.Tensor:
         """n new images in [0, 1] (N x C x H x W)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot sample")
+        raise CapabilityError(f"{type(self).__name__} cannot sample")
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """Reconstructions of images in [0, 1]."""
-        raise NotImplementedError(f"{type(self).__name__} cannot reconstruct")
+        raise CapabilityError(f"{type(self).__name__} cannot reconstruct")
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Latent codes of images in [0, 1] (deterministic: the posterior mean)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot encode")
+        raise CapabilityError(f"{type(self).__name__} cannot encode")
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] from latent codes."""
-        raise NotImplementedError(f"{type(self).__name__} cannot decode")
+        raise CapabilityError(f"{type(self).__name__} cannot decode")
 
     def inpaint(self, images: torch.Tensor, masks: torch.Tensor, **options: Any) -> dict[str, torch.Tensor]:
         """{"output": completed images in [0, 1], ...optional extras such as "attention"}."""
-        raise NotImplementedError(f"{type(self).__name__} cannot inpaint")
+        raise CapabilityError(f"{type(self).__name__} cannot inpaint")
 
     def capabilities(self) -> set[str]:
         """Which optional capabilities this algorithm overrides."""

@@ -6,19 +6,25 @@ Relativistic losses need the real scores in ``g`` too.
 """
 from __future__ import annotations
 
+import abc
+
 import torch
 import torch.nn.functional as F
 from attrs import define, field
 
 
-class GANLoss(torch.nn.Module):
+class GANLoss(torch.nn.Module, abc.ABC):
+    """Interface: `d` is the discriminator's loss, `g` the generator's, on raw D outputs."""
+
     relativistic = False
 
+    @abc.abstractmethod
     def d(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError  # abc
+        """Discriminator loss."""
 
+    @abc.abstractmethod
     def g(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
-        raise NotImplementedError  # abc
+        """Generator loss (relativistic losses need `real`)."""
 
 
 class BCELoss(GANLoss):

@@ -11,6 +11,7 @@ workers, from the index itself: `ds[(index, epoch)]`.
 """
 from __future__ import annotations
 
+import abc
 import hashlib
 import warnings
 
@@ -81,7 +82,7 @@ def pixels_to_fraction(xy: np.ndarray, w: int, h: int) -> np.ndarray:
     return out
 
 
-class GenfwDataset(Dataset):
+class GenfwDataset(Dataset, abc.ABC):
     """Base class: subclasses implement `__len__` and `raw(index)`; this adds crop, resize and flip."""
 
     attribute_names: tuple[str, ...] = ()
@@ -109,10 +110,10 @@ class GenfwDataset(Dataset):
         e = self.epoch if epoch is None else int(epoch)
         return self.flip and mix(self.seed, index, e, 0x5EED) & 1 == 1
 
+    @abc.abstractmethod
     def raw(self, index: int) -> dict:
         """{"image": C x h x w in [0, 1] at any size, optional "landmarks" / "landmarks5" (fractions),
         optional "attributes"}; raise GenfwError when the item cannot be read."""
-        raise NotImplementedError
 
     def describe(self, index: int) -> str:
         return f"item {index}"
