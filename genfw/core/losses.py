@@ -37,7 +37,9 @@ class BCELoss(GANLoss):
     def _bce(self, x: torch.Tensor, target: float) -> torch.Tensor:
         t = torch.full_like(x, target)
         if self.from_probabilities:  # networks that end in a sigmoid (LIS reference D)
-            return F.binary_cross_entropy(x.float().clamp(1e-7, 1 - 1e-7), t.float())
+            # CUDA autocast refuses BCE on probabilities; in fp32 it is safe with the clamp
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                return F.binary_cross_entropy(x.float().clamp(1e-7, 1 - 1e-7), t.float())
         return F.binary_cross_entropy_with_logits(x, t)
 
     def d(self, real, fake):
