@@ -23,18 +23,19 @@ def _registry():
               help="Mask option, e.g. --set ratio=[0.2,0.3] or --set root=masks/ (repeatable).")
 @click.option("-o", "--out", default="masks.png", show_default=True, help="Output PNG grid.")
 def masks_cmd(kind: str, count: int, size: int, seed: int, options: tuple[str, ...], out: str) -> None:
-    """Render example masks (white = hole) as a grid, with their hole ratios."""
+    """Render example masks (white = hole) as a grid (or one mask file with -n 1), with their hole ratios."""
     import torch
 
     from genfw.core.config import apply_overrides
-    from genfw.core.images import save_grid
+    from genfw.core.images import save_grid, save_image
     from genfw.core.masks import hole_ratio
 
     spec = apply_overrides({"type": kind}, list(options))
     gen = _registry().build(spec, kind="mask", path="mask")
     g = torch.Generator().manual_seed(seed)
     m = gen(count, size, size, generator=g)
-    path = save_grid(m, out, nrow=min(8, count))
+    # one mask is written as-is, so it can be fed straight to `genfw inpaint`
+    path = save_grid(m, out, nrow=min(8, count)) if count > 1 else save_image(m[0], out)
     r = hole_ratio(m)
     click.echo(f"wrote {count} {kind} masks to {path} (hole ratio min {float(r.min()):.3f}, "
                f"mean {float(r.mean()):.3f}, max {float(r.max()):.3f})")
