@@ -74,33 +74,25 @@ def _drop_none(x: Any) -> Any:
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-def _positive(inst, attribute, value):
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value}")
-
-
-def _non_negative(inst, attribute, value):
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
 
 
 @define(kw_only=True)
 class TrainConfig:
     """Engine options shared by every algorithm."""
 
-    steps: int = field(default=1000, validator=_positive)              # optimisation steps in all
-    batch_size: int = field(default=16, validator=_positive)           # per process
-    log_every: int = field(default=10, validator=_positive)            # steps between log.jsonl lines
-    sample_every: int = field(default=200, validator=_non_negative)    # steps between sample grids (0: off)
-    checkpoint_every: int = field(default=500, validator=_non_negative)  # steps between checkpoints (0: off)
-    checkpoint_minutes: float = field(default=0.0, validator=_non_negative)  # also every N minutes (0: off)
-    keep_last: int = field(default=3, validator=_positive)             # checkpoints kept on disk
-    grad_clip: float = field(default=0.0, validator=_non_negative)     # max grad norm per phase (0: off)
+    steps: int = field(default=1000, validator=v.gt(0))              # optimisation steps in all
+    batch_size: int = field(default=16, validator=v.gt(0))           # per process
+    log_every: int = field(default=10, validator=v.gt(0))            # steps between log.jsonl lines
+    sample_every: int = field(default=200, validator=v.ge(0))    # steps between sample grids (0: off)
+    checkpoint_every: int = field(default=500, validator=v.ge(0))  # steps between checkpoints (0: off)
+    checkpoint_minutes: float = field(default=0.0, validator=v.ge(0))  # also every N minutes (0: off)
+    keep_last: int = field(default=3, validator=v.gt(0))             # checkpoints kept on disk
+    grad_clip: float = field(default=0.0, validator=v.ge(0))     # max grad norm per phase (0: off)
     precision: str = field(default="fp32", validator=v.in_(PRECISIONS))  # fp32 | bf16 (autocast) | fp16 (+scaler)
     channels_last: bool = False                                        # memory format for conv nets
-    num_workers: int = field(default=0, validator=_non_negative)       # DataLoader workers
+    num_workers: int = field(default=0, validator=v.ge(0))       # DataLoader workers
     tensorboard: bool = False                                          # also write TensorBoard events
-    sample_count: int = field(default=16, validator=_positive)         # images per sample grid
+    sample_count: int = field(default=16, validator=v.gt(0))         # images per sample grid
     deterministic: bool = False                                        # torch deterministic algorithms
 
 

@@ -22,10 +22,6 @@ def _size_ok(inst, attribute, value):
         raise ValueError(f"{attribute.name} must be 4 * 2^k (4, 8, 16, ...), got {value}")
 
 
-def _positive(inst, attribute, value):
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value}")
-
 
 def _widths(image_size: int, base: int, max_channels: int) -> list[tuple[int, int]]:
     """(resolution, channels) from 4x4 up to image_size; width halves as resolution doubles."""
@@ -40,10 +36,10 @@ def _widths(image_size: int, base: int, max_channels: int) -> list[tuple[int, in
 @define(kw_only=True)
 class DCGANGeneratorConfig:
     image_size: int = field(default=64, validator=_size_ok)
-    channels: int = field(default=3, validator=_positive)
-    latent_dim: int = field(default=128, validator=_positive)
-    base_channels: int = field(default=64, validator=_positive)   # width at full resolution
-    max_channels: int = field(default=512, validator=_positive)
+    channels: int = field(default=3, validator=v.gt(0))
+    latent_dim: int = field(default=128, validator=v.gt(0))
+    base_channels: int = field(default=64, validator=v.gt(0))   # width at full resolution
+    max_channels: int = field(default=512, validator=v.gt(0))
 
 
 class DCGANGenerator(nn.Module):
@@ -73,9 +69,9 @@ class DCGANGenerator(nn.Module):
 @define(kw_only=True)
 class DCGANDiscriminatorConfig:
     image_size: int = field(default=64, validator=_size_ok)
-    channels: int = field(default=3, validator=_positive)
-    base_channels: int = field(default=64, validator=_positive)
-    max_channels: int = field(default=512, validator=_positive)
+    channels: int = field(default=3, validator=v.gt(0))
+    base_channels: int = field(default=64, validator=v.gt(0))
+    max_channels: int = field(default=512, validator=v.gt(0))
 
 
 class DCGANDiscriminator(nn.Module):
@@ -110,11 +106,11 @@ class GANConfig:
     discriminator: dict = field(factory=lambda: {"type": "core.dcgan-discriminator"})
     loss: dict = field(factory=lambda: {"type": "core.bce"})
     optimizer: str = field(default="adam", validator=v.in_(OPTIMIZERS))
-    lr_g: float = field(default=2e-4, validator=_positive)
-    lr_d: float = field(default=2e-4, validator=_positive)
+    lr_g: float = field(default=2e-4, validator=v.gt(0))
+    lr_d: float = field(default=2e-4, validator=v.gt(0))
     betas: list[float] = field(factory=lambda: [0.5, 0.999])   # adam
-    rms_alpha: float = field(default=0.99, validator=_positive)  # rmsprop smoothing
-    eps: float = field(default=1e-8, validator=_positive)
+    rms_alpha: float = field(default=0.99, validator=v.gt(0))  # rmsprop smoothing
+    eps: float = field(default=1e-8, validator=v.gt(0))
     lr_schedule: dict = field(factory=dict)  # scheduler spec applied to both optimizers ({} = constant)
     latent: str = field(default="normal", validator=v.in_(("normal", "uniform")))
     image_range: str = field(default="signed", validator=v.in_(("signed", "unit")))  # G output / D input

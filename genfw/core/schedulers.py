@@ -18,17 +18,9 @@ from typing import Any, Callable
 
 import attrs
 import torch
-from attrs import define, field
+from attrs import define, field, validators as v
 
 
-def _non_negative(inst, attribute, value):
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
-
-
-def _positive(inst, attribute, value):
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value}")
 
 
 # --- LR multipliers (callable objects: their __dict__ is what LambdaLR checkpoints) -------------
@@ -88,32 +80,32 @@ class ConstantConfig:
 
 @define(kw_only=True)
 class LinearDecayConfig:
-    constant_steps: int = field(default=0, validator=_non_negative)   # steps at the initial LR
-    decay_steps: int = field(default=1000, validator=_positive)       # then linearly to final * LR
-    final: float = field(default=0.0, validator=_non_negative)
+    constant_steps: int = field(default=0, validator=v.ge(0))   # steps at the initial LR
+    decay_steps: int = field(default=1000, validator=v.gt(0))       # then linearly to final * LR
+    final: float = field(default=0.0, validator=v.ge(0))
 
 
 @define(kw_only=True)
 class StepConfig:
-    every: int = field(default=1000, validator=_positive)
-    gamma: float = field(default=0.1, validator=_positive)
+    every: int = field(default=1000, validator=v.gt(0))
+    gamma: float = field(default=0.1, validator=v.gt(0))
 
 
 @define(kw_only=True)
 class CosineConfig:
-    total_steps: int = field(default=1000, validator=_positive)
-    warmup_steps: int = field(default=0, validator=_non_negative)
-    final: float = field(default=0.0, validator=_non_negative)
+    total_steps: int = field(default=1000, validator=v.gt(0))
+    warmup_steps: int = field(default=0, validator=v.ge(0))
+    final: float = field(default=0.0, validator=v.ge(0))
 
 
 # --- progressive-growing fade-in -----------------------------------------------------------------
 @define(kw_only=True)
 class FadeInConfig:
-    first_images: int = field(default=600_000, validator=_positive)   # stage 0 (4x4): stabilise only
-    grow_images: int = field(default=300_000, validator=_positive)    # per later stage: alpha 0 -> 1
-    stabilise_images: int = field(default=430_000, validator=_non_negative)  # then alpha = 1
-    num_stages: int = field(default=1, validator=_positive)           # stages in all (1 = 4x4 only)
-    images_per_step: int = field(default=0, validator=_non_negative)  # what step() adds (0: set later)
+    first_images: int = field(default=600_000, validator=v.gt(0))   # stage 0 (4x4): stabilise only
+    grow_images: int = field(default=300_000, validator=v.gt(0))    # per later stage: alpha 0 -> 1
+    stabilise_images: int = field(default=430_000, validator=v.ge(0))  # then alpha = 1
+    num_stages: int = field(default=1, validator=v.gt(0))           # stages in all (1 = 4x4 only)
+    images_per_step: int = field(default=0, validator=v.ge(0))  # what step() adds (0: set later)
 
 
 @attrs.define(frozen=True)

