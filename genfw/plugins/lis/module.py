@@ -186,9 +186,8 @@ def fill_zeros(spec: Mapping[str, Any], registry, values: Mapping[str, int]) -> 
     """Copy of a component spec whose int fields that are absent or 0 take `values` (the data's
     size, channels, ...), recursing into nested specs.
 
-    A resolved run config spells out every default, so the registry's `defaults=` (which never
-    override written keys) cannot carry the data's size; 0 is this plugin's "from the data".
-    Only int-valued fields are filled, so e.g. a list of channel widths is left alone.
+    0 is this plugin's "from the data"; filling explicitly (rather than relying on build defaults)
+    reaches generators wrapped at any depth. Only int-valued fields are filled, so e.g. a list of channel widths is left alone.
     """
     out = dict(spec)
     entry = registry.get(str(out["type"]))
