@@ -53,8 +53,11 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
     from cattrs.v import format_exception
 
     base = format_exception(exc, type_)
-    # attrs validators explain themselves; cattrs would only say "invalid value"
-    return f"{base}: {exc}" if base == "invalid value" and str(exc) else base
+    if base != "invalid value":
+        return base
+    # attrs validators explain themselves (their first argument); cattrs would only say "invalid value"
+    detail = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+    return f"{base}: {detail}" if detail else base
 
 
 def unstructure(obj: Any) -> Any:
