@@ -28,7 +28,7 @@ def plugins_command(as_json: bool) -> None:
             {"name": p.name, "version": p.version, "status": p.status, "error": p.error,
              "hooks": p.hooks, "components": p.components} for p in infos], indent=2))
         return
-    rows = [[p.name, p.version, p.status, len(p.components), ", ".join(p.hooks), p.error] for p in infos]
+    rows = [[p.name, p.version, p.status, sum(map(len, p.components.values())), ", ".join(p.hooks), p.error] for p in infos]
     click.echo(_table(rows, ["plugin", "version", "status", "components", "hooks", "error"]))
 
 

@@ -31,7 +31,7 @@ class PluginInfo:
     status: str = "ok"  # ok | failed | disabled
     error: str = ""
     hooks: list[str] = attrs.field(factory=list)
-    components: list[str] = attrs.field(factory=list)
+    components: dict[str, list[str]] = attrs.field(factory=dict)  # kind -> names
     module: str = ""
 
 
@@ -156,7 +156,9 @@ def load_plugins(extra: Mapping[str, Any] | None = None, strict: bool | None = N
                         registry.remove_plugin(name)
                         pm.unregister(name=name)
                         raise
-            info.components = [e.name for e in registry.entries() if e.plugin == name]
+            for e in registry.entries():
+                if e.plugin == name:  # by kind: a preset may share its algorithm's name
+                    info.components.setdefault(e.kind, []).append(e.name)
         except Exception as exc:  # noqa: BLE001 - one broken plugin must not break the rest
             info.status = "failed"
             info.error = f"{type(exc).__name__}: {exc}"

@@ -18,7 +18,8 @@ def test_discovered_and_listed():
     res = subprocess.run([sys.executable, "-m", "genfw", "plugins", "--json"], capture_output=True, text=True)
     info = {p["name"]: p for p in json.loads(res.stdout)}["example"]
     assert info["status"] == "ok" and info["version"] == "0.1.0"
-    assert set(info["components"]) >= {"example.mlp-generator", "example.pixel-norm", "example.default"}
+    assert info["components"] == {"generator": ["example.mlp-generator"], "layer": ["example.pixel-norm"],
+                                  "preset": ["example.default"]}
     assert info["hooks"] == ["register_commands", "register_components"]
 
 
