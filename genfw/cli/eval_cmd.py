@@ -1,4 +1,8 @@
-"""`genfw eval`: score a trained run. `--metrics inpaint`: L1 %, L2 %, PSNR, SSIM per hole-ratio bin."""
+"""`genfw eval`: score a trained run.
+
+`--metrics inpaint`: L1 %, L2 %, PSNR, SSIM per hole-ratio bin. `--metrics fid,kid,isc,prc`: seeded
+samples against real images through torch-fidelity, with provenance (`genfw.core.fidelity`).
+"""
 from __future__ import annotations
 
 import json
@@ -7,7 +11,8 @@ import click
 
 from genfw.core.errors import GenfwError
 
-METRIC_GROUPS = ("inpaint",)
+FIDELITY_METRICS = ("fid", "kid", "isc", "prc")
+METRIC_GROUPS = ("inpaint", *FIDELITY_METRICS)
 MASK_PRESETS = {
     # five 10 %-wide bins from 10 to 60 %, cycled so every bin gets the same number of images
     "irregular": {"type": "core.irregular", "ratio": [0.1, 0.6], "bins": 5},
@@ -51,20 +56,40 @@ def evaluate_inpainting(algo, dataset, mask_gen, count: int, batch_size: int, se
     return scores
 
 
+def evaluate_fidelity(algo, dataset, metrics: list[str], count: int, batch_size: int, seed: int,
+                      weights: str, device: str) -> dict:
+    """torch-fidelity scores of `count` seeded samples of `algo` against the first `count` images of `dataset`."""
+    from genfw.core.fidelity import FidelityConfig, FidelityMetric, dataset_images, sampled_images
+
+    cfg = FidelityConfig(metrics=metrics, weights=weights, batch_size=batch_size, seed=seed,
+                         device="cuda" if device.startswith("cuda") else "cpu")
+    generated = sampled_images(algo, count, batch_size, seed)
+    real = dataset_images(dataset, count, batch_size) if any(m != "isc" for m in metrics) else None
+    result = FidelityMetric(cfg).compute(generated, real)
+    result["provenance"].update({"seed": seed, "checkpoint": getattr(algo, "checkpoint_dir", ""),
+                                 "checkpoint_step": getattr(algo, "checkpoint_step", 0)})
+    return result
+
+
 def add_commands(group: click.Group) -> None:
     @group.command("eval")
     @click.argument("run", metavar="RUN_OR_CHECKPOINT")
-    @click.option("--metrics", default="inpaint", show_default=True, help="Comma-separated: inpaint.")
+    @click.option("--metrics", default="inpaint", show_default=True,
+                  help="Comma-separated: inpaint, fid, kid, isc, prc.")
     @click.option("--data", "data_path", default=None, help="Image folder to score on (default: the run's data).")
     @click.option("--masks", default=None, metavar="irregular|center|COMPONENT",
                   help="Hole masks (default: irregular, five bins 10-60 %).")
     @click.option("-n", "count", default=200, show_default=True, type=click.IntRange(1), help="Images to score.")
     @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
-    @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the masks.")
+    @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the masks and samples.")
+    @click.option("--weights", default="", metavar="PATH",
+                  help="Inception weights for fid/kid/isc/prc (torch-fidelity's .pth; default: genfw's cache, "
+                       "then the torch hub cache).")
     @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-    def eval_command(run, metrics, data_path, masks, count, batch_size, seed, device, as_json):
-        """Score RUN_OR_CHECKPOINT; inpaint: per hole-ratio bin, like the CSA paper's table 2."""
+    def eval_command(run, metrics, data_path, masks, count, batch_size, seed, weights, device, as_json):
+        """Score RUN_OR_CHECKPOINT; inpaint: per hole-ratio bin, like the CSA paper's table 2;
+        fid, kid, isc, prc: N seeded samples against N real images (the run's data or --data)."""
         from genfw.core.checkpoint import load_run
         from genfw.core.inpaint_metrics import format_table
         from genfw.registry import get_registry
@@ -73,17 +98,38 @@ def add_commands(group: click.Group) -> None:
         unknown = [m for m in wanted if m not in METRIC_GROUPS]
         if unknown or not wanted:
             raise GenfwError(f"unknown metric {', '.join(unknown) or metrics!r}; available: {', '.join(METRIC_GROUPS)}")
+        fidelity = [m for m in wanted if m in FIDELITY_METRICS]
+        if fidelity:  # fail on missing weights before loading the run and drawing samples
+            from genfw.core.fidelity import resolve_weights
+
+            resolve_weights(weights)
         algo, cfg = load_run(run, device=device)
-        if "inpaint" not in algo.capabilities():
+        caps = algo.capabilities()
+        if "inpaint" in wanted and "inpaint" not in caps:
             raise GenfwError(f"{type(algo).__name__} cannot inpaint, so --metrics inpaint does not apply")
+        if fidelity and "sample" not in caps:
+            raise GenfwError(f"{type(algo).__name__} cannot sample, so --metrics {','.join(fidelity)} does not apply")
         registry = get_registry()
         dataset = _dataset(registry, cfg, data_path, algo.ctx.image_size, algo.ctx.channels)
-        mask_spec = MASK_PRESETS.get(masks or "irregular") or {"type": masks}
-        mask_gen = registry.build(mask_spec, kind="mask", path="masks")
-        summary = evaluate_inpainting(algo, dataset, mask_gen, count, batch_size, seed).summary()
-        summary["masks"] = mask_spec
-        summary["images"] = summary["overall"]["count"]
+        out, tables = {}, []
+        if "inpaint" in wanted:
+            mask_spec = MASK_PRESETS.get(masks or "irregular") or {"type": masks}
+            mask_gen = registry.build(mask_spec, kind="mask", path="masks")
+            summary = evaluate_inpainting(algo, dataset, mask_gen, count, batch_size, seed).summary()
+            summary["masks"] = mask_spec
+            summary["images"] = summary["overall"]["count"]
+            out["inpaint"] = summary
+            tables.append(format_table(summary))
+        if fidelity:
+            from genfw.core.fidelity import format_table as fidelity_table
+
+            result = evaluate_fidelity(algo, dataset, fidelity, count, batch_size, seed, weights,
+                                       str(algo.ctx.device))
+            result["provenance"]["data"] = {"type": "core.image-folder", "root": data_path} if data_path \
+                else dict(cfg.data)
+            out["fidelity"] = result
+            tables.append(fidelity_table(result))
         if as_json:
-            click.echo(json.dumps({"inpaint": summary}, indent=2))
+            click.echo(json.dumps(out, indent=2, default=str))
         else:
-            click.echo(format_table(summary))
+            click.echo("\n\n".join(tables))

@@ -7,7 +7,8 @@ def register_components(registry):
     """Register the core's own components (each area module has a `register` function)."""
     import importlib
 
-    for area in ("data", "masks", "losses", "schedulers", "weights", "landmarks", "metrics", "gan", "inpaint_metrics"):
+    for area in ("data", "masks", "losses", "schedulers", "weights", "landmarks", "metrics", "gan", "inpaint_metrics",
+                 "fidelity"):
         try:
             module = importlib.import_module(f"genfw.core.{area}")
         except ModuleNotFoundError as exc:
