@@ -132,7 +132,7 @@ def loss_agreement(registry, device: torch.device, quick: bool) -> Iterator[dict
 
 def train_step_benchmark(machine: dict, quick: bool = False) -> Iterator[dict[str, Any]]:
     """IntroVAE training-step throughput (128/256 px, fp32/bf16, channels_last) and bf16 loss agreement."""
-    from genfw.registry import get_registry
+    from genfw import get_registry
 
     registry = get_registry()
     device = torch.device(machine.get("device_type") or "cpu")

@@ -1,0 +1,1 @@
+"""FOAM: progressive, landmark- and attribute-conditioned face completion with frequency-oriented attentive filters."""
