@@ -2,6 +2,7 @@
 
 `--metrics inpaint`: L1 %, L2 %, PSNR, SSIM per hole-ratio bin. `--metrics fid,kid,isc,prc`: seeded
 samples against real images through torch-fidelity, with provenance (`genfw.core.fidelity`).
+`--metrics msssim`: sample diversity, mean MS-SSIM of random pairs of samples and of real images.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import click
 from genfw.core.errors import GenfwError
 
 FIDELITY_METRICS = ("fid", "kid", "isc", "prc")
-METRIC_GROUPS = ("inpaint", *FIDELITY_METRICS)
+METRIC_GROUPS = ("inpaint", "msssim", *FIDELITY_METRICS)
 MASK_PRESETS = {
     # five 10 %-wide bins from 10 to 60 %, cycled so every bin gets the same number of images
     "irregular": {"type": "core.irregular", "ratio": [0.1, 0.6], "bins": 5},
@@ -71,11 +72,30 @@ def evaluate_fidelity(algo, dataset, metrics: list[str], count: int, batch_size:
     return result
 
 
+def evaluate_diversity(algo, dataset, count: int, batch_size: int, seed: int, pairs: int = 1000) -> dict:
+    """Mean MS-SSIM over random pairs of `count` seeded samples, and of `count` real images."""
+    import torch
+
+    from genfw.core.fidelity import dataset_images, sampled_images
+    from genfw.core.msssim import diversity, num_scales
+
+    def collect(b) -> torch.Tensor:  # whole batches in [0, 1], channels as the model has them
+        return torch.cat([b.make_batch(s, min(b.count, s + b.batch_size)).float().cpu()
+                          for s in range(0, b.count, b.batch_size)])
+
+    fake = collect(sampled_images(algo, count, batch_size, seed))
+    real = collect(dataset_images(dataset, count, batch_size))
+    g = torch.Generator().manual_seed(seed)
+    return {"samples": diversity(fake, pairs, g), "real": diversity(real, pairs, g), "pairs": pairs,
+            "images": int(fake.shape[0]), "image_size": int(fake.shape[-1]),
+            "scales": num_scales(int(fake.shape[-1]))}
+
+
 def add_commands(group: click.Group) -> None:
     @group.command("eval")
     @click.argument("run", metavar="RUN_OR_CHECKPOINT")
     @click.option("--metrics", default="inpaint", show_default=True,
-                  help="Comma-separated: inpaint, fid, kid, isc, prc.")
+                  help="Comma-separated: inpaint, msssim, fid, kid, isc, prc.")
     @click.option("--data", "data_path", default=None, help="Image folder to score on (default: the run's data).")
     @click.option("--masks", default=None, metavar="irregular|center|COMPONENT",
                   help="Hole masks (default: irregular, five bins 10-60 %).")
@@ -107,8 +127,9 @@ def add_commands(group: click.Group) -> None:
         caps = algo.capabilities()
         if "inpaint" in wanted and "inpaint" not in caps:
             raise GenfwError(f"{type(algo).__name__} cannot inpaint, so --metrics inpaint does not apply")
-        if fidelity and "sample" not in caps:
-            raise GenfwError(f"{type(algo).__name__} cannot sample, so --metrics {','.join(fidelity)} does not apply")
+        sampling = fidelity + (["msssim"] if "msssim" in wanted else [])
+        if sampling and "sample" not in caps:
+            raise GenfwError(f"{type(algo).__name__} cannot sample, so --metrics {','.join(sampling)} does not apply")
         registry = get_registry()
         dataset = _dataset(registry, cfg, data_path, algo.ctx.image_size, algo.ctx.channels)
         out, tables = {}, []
@@ -129,6 +150,12 @@ def add_commands(group: click.Group) -> None:
                 else dict(cfg.data)
             out["fidelity"] = result
             tables.append(fidelity_table(result))
+        if "msssim" in wanted:
+            div = evaluate_diversity(algo, dataset, count, batch_size, seed)
+            out["msssim"] = div
+            tables.append(f"MS-SSIM of random pairs (lower = more diverse; {div['pairs']} pairs of "
+                          f"{div['images']} images, {div['image_size']} px, {div['scales']} scales)\n"
+                          f"samples {div['samples']:.4f}\nreal    {div['real']:.4f}")
         if as_json:
             click.echo(json.dumps(out, indent=2, default=str))
         else:

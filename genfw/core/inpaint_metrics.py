@@ -26,9 +26,9 @@ def _gaussian(size: int, sigma: float, dtype, device) -> torch.Tensor:
     return g / g.sum()
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5,
-         k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
-    """Per-image SSIM (length N) of images in [0, 1]."""
+def ssim_maps(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5,
+              k1: float = 0.01, k2: float = 0.03) -> tuple[torch.Tensor, torch.Tensor]:
+    """(luminance, contrast-structure) maps at valid window positions, images in [0, 1], in float64."""
     a, b = a.double(), b.double()
     c = a.shape[1]
     win = min(window, a.shape[-2], a.shape[-1])
@@ -45,8 +45,16 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5,
     var_b = blur(b * b) - mu_b ** 2
     cov = blur(a * b) - mu_a * mu_b
     c1, c2 = k1 ** 2, k2 ** 2
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-    return s.flatten(1).mean(1).float()
+    lum = (2 * mu_a * mu_b + c1) / (mu_a ** 2 + mu_b ** 2 + c1)
+    cs = (2 * cov + c2) / (var_a + var_b + c2)
+    return lum, cs
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5,
+         k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
+    """Per-image SSIM (length N) of images in [0, 1]."""
+    lum, cs = ssim_maps(a, b, window, sigma, k1, k2)
+    return (lum * cs).flatten(1).mean(1).float()
 
 
 def per_image(output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
