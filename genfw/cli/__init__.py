@@ -17,6 +17,8 @@ COMMAND_MODULES = (
     "sample_cmd",     # sample
     "reconstruct_cmd",  # reconstruct, interpolate
     "inpaint_cmd",    # inpaint
+    "landmarks_cmd",  # landmarks
+    "complete_cmd",   # complete
     "eval_cmd",       # eval
     "data_cmd",       # masks, weights, landmarks
     "bench_cmd",      # bench
