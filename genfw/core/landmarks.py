@@ -10,6 +10,8 @@ Weights come from named assets (`genfw.core.weights`), never from a library's ow
 """
 from __future__ import annotations
 
+import abc
+
 import json
 from pathlib import Path
 
@@ -51,13 +53,37 @@ def _check_batch(images: torch.Tensor) -> torch.Tensor:
 
 
 # --- dlib ----------------------------------------------------------------------------------------
+class _Detector(abc.ABC):
+    """Batch interface shared by the backends: subclasses find one face's 68 pixel points."""
+
+    clamp = False  # keep points inside the image (decoders that can overshoot the border)
+
+    @abc.abstractmethod
+    def detect_one(self, image: torch.Tensor) -> np.ndarray | None:
+        """68 x 2 pixel points of the largest face in one C x H x W image, or None."""
+
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N x 68 x 2 landmarks in [0, 1], N found flags); zeros where no face was found."""
+        images = _check_batch(images)
+        h, w = images.shape[-2:]
+        out = torch.zeros(len(images), NUM_POINTS, 2)
+        found = torch.zeros(len(images), dtype=torch.bool)
+        for i, img in enumerate(images):
+            pts = self.detect_one(img)
+            if pts is not None:
+                unit = torch.from_numpy(pixels_to_unit(pts, w, h)).float()
+                out[i] = unit.clamp(0, 1) if self.clamp else unit
+                found[i] = True
+        return out, found
+
+
 @define(kw_only=True)
 class DlibConfig:
     weights: str = ""                 # explicit shape_predictor_68_face_landmarks.dat ("" = the dlib-68 asset)
     upsample: int = field(default=1, validator=v.ge(0))   # detector up-sampling passes (finds smaller faces)
 
 
-class DlibLandmarks:
+class DlibLandmarks(_Detector):
     """dlib's HOG frontal face detector + 68-point shape predictor (Kazemi & Sullivan)."""
 
     def __init__(self, cfg: DlibConfig | None = None) -> None:
@@ -90,17 +116,6 @@ class DlibLandmarks:
             raise GenfwError(f"{self.path} predicts {shape.num_parts} points, not 68")
         return np.array([[shape.part(i).x, shape.part(i).y] for i in range(NUM_POINTS)], dtype=np.float64)
 
-    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        images = _check_batch(images)
-        h, w = images.shape[-2:]
-        out = torch.zeros(len(images), NUM_POINTS, 2)
-        found = torch.zeros(len(images), dtype=torch.bool)
-        for i, img in enumerate(images):
-            pts = self.detect_one(img)
-            if pts is not None:
-                out[i] = torch.from_numpy(pixels_to_unit(pts, w, h)).float()
-                found[i] = True
-        return out, found
 
 
 # --- face-alignment (FAN) ------------------------------------------------------------------------
@@ -124,12 +139,14 @@ class FANConfig:
     nms: float = field(default=0.3, validator=[v.gt(0.0), v.le(1.0)])
 
 
-class FANLandmarks:
+class FANLandmarks(_Detector):
     """face-alignment's S3FD face detector and 2D-FAN-4, with weights from genfw's assets.
 
     The library's own `FaceAlignment` class would download its weights; here the same networks,
     crop and heat-map decoding are driven directly, and the weights are loaded with the safe
     loader from the resolved files (torch hub cache, genfw cache or an explicit path)."""
+
+    clamp = True  # FAN decodes from a 64 x 64 heat map; points may fall just outside the image
 
     def __init__(self, cfg: FANConfig | None = None) -> None:
         self.cfg = cfg or FANConfig()
@@ -202,18 +219,6 @@ class FANLandmarks:
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         return self.landmarks_in_box(img, boxes[int(np.argmax(area))])
 
-    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        images = _check_batch(images)
-        h, w = images.shape[-2:]
-        out = torch.zeros(len(images), NUM_POINTS, 2)
-        found = torch.zeros(len(images), dtype=torch.bool)
-        for i, img in enumerate(images):
-            pts = self.detect_one(img)
-            if pts is not None:
-                # FAN decodes from a 64 x 64 heat map; points may fall just outside the image
-                out[i] = torch.from_numpy(pixels_to_unit(pts, w, h)).float().clamp(0, 1)
-                found[i] = True
-        return out, found
 
 
 # --- landmark files ------------------------------------------------------------------------------

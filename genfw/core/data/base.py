@@ -184,3 +184,15 @@ def select_attributes(available: list[str], wanted: list[str], source: str) -> l
             )
         idx.append(available.index(name))
     return idx
+
+
+class FileDataset(GenfwDataset):
+    """A dataset over a list of image files (`self.files`), set by the subclass's constructor."""
+
+    files: list
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def describe(self, index: int) -> str:
+        return str(self.files[index])

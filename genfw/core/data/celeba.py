@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from attrs import define, field, validators as v
 
-from genfw.core.data.base import (CommonConfig, GenfwDataset, apply_limit, pixels_to_fraction, positive,
+from genfw.core.data.base import (CommonConfig, FileDataset, apply_limit, pixels_to_fraction, positive,
                                   select_attributes)
 from genfw.core.data.files import check_root, read_attribute_table, verify_files
 from genfw.core.errors import GenfwError
@@ -48,7 +48,7 @@ def _read_point_table(path: Path, npoints: int) -> dict[str, np.ndarray]:
     return out
 
 
-class CelebA(GenfwDataset):
+class CelebA(FileDataset):
     """Aligned CelebA with a train / val / test split and attribute selection by name."""
 
     def __init__(self, cfg: CelebAConfig) -> None:
@@ -96,12 +96,6 @@ class CelebA(GenfwDataset):
         if cfg.verify:
             paths = verify_files(paths, cfg.max_bad_fraction, "celeba")
         self.files = apply_limit(paths, cfg.limit)
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def describe(self, index: int) -> str:
-        return str(self.files[index])
 
     def raw(self, index: int) -> dict:
         p = self.files[index]

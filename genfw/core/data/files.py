@@ -7,7 +7,7 @@ from pathlib import Path
 from attrs import define, field, validators as v
 from PIL import Image
 
-from genfw.core.data.base import CommonConfig, GenfwDataset, apply_limit, positive, select_attributes
+from genfw.core.data.base import CommonConfig, FileDataset, apply_limit, positive, select_attributes
 from genfw.core.errors import GenfwError
 from genfw.core.images import IMAGE_SUFFIXES, read_image
 
@@ -55,7 +55,7 @@ class ImageFolderConfig(CommonConfig):
     max_bad_fraction: float = field(default=0.1, validator=[v.ge(0.0), v.le(1.0)])  # unreadable files allowed
 
 
-class ImageFolder(GenfwDataset):
+class ImageFolder(FileDataset):
     """Every image under `root` (recursive; png, jpg, bmp, webp, tif, gif, ppm); grey / RGBA converted."""
 
     def __init__(self, cfg: ImageFolderConfig) -> None:
@@ -65,12 +65,6 @@ class ImageFolder(GenfwDataset):
         if not files:
             raise GenfwError(f"image-folder: no images under {root} (looked for {', '.join(IMAGE_SUFFIXES)})")
         self.files = apply_limit(verify_files(files, cfg.max_bad_fraction, "image-folder"), cfg.limit)
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def describe(self, index: int) -> str:
-        return str(self.files[index])
 
     def raw(self, index: int) -> dict:
         return {"image": read_image(self.files[index], self.channels)}
@@ -102,7 +96,7 @@ class CelebAHQConfig(CommonConfig):
     max_bad_fraction: float = field(default=0.1, validator=[v.ge(0.0), v.le(1.0)])
 
 
-class CelebAHQ(GenfwDataset):
+class CelebAHQ(FileDataset):
     """A folder of CelebA-HQ images, with attributes from an optional CelebA-format file (by file name)."""
 
     def __init__(self, cfg: CelebAHQConfig) -> None:
@@ -135,12 +129,6 @@ class CelebAHQ(GenfwDataset):
         elif cfg.attributes:
             raise GenfwError("celeba-hq: data.attributes needs data.attribute_file")
         self.files = apply_limit(verify_files(files, cfg.max_bad_fraction, "celeba-hq"), cfg.limit)
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def describe(self, index: int) -> str:
-        return str(self.files[index])
 
     def raw(self, index: int) -> dict:
         p = self.files[index]
