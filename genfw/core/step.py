@@ -27,6 +27,13 @@ def autocast_for(precision: str, device: torch.device):
     return contextlib.nullcontext()
 
 
+def _autocast_off(precision: str, device: torch.device):
+    """Autocast disabled inside the step's region without dropping its cast cache (nesting > 0)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
 def _scalar(v: Any) -> float | None:
     if isinstance(v, torch.Tensor):
         return float(v.detach().float().mean()) if v.numel() else None
@@ -44,31 +51,49 @@ def run_step(algo: Algorithm, batch: dict, step: int, *, precision: str = "fp32"
         drain_aux_losses(net)  # stale side losses (e.g. from sampling) must not leak in
         set_requires_grad(net, True)
     logs: dict[str, float] = {}
+    # One autocast region for the whole step, so a weight's low-precision copy is cast once and
+    # shared by `prepare` and every phase until an optimizer changes that weight (the cache is
+    # dropped after each optimizer step); backward and the update run with autocast off.
     with autocast_for(precision, device):
         state = algo.prepare(batch, step)
-    for phase in algo.phases(step):
-        for name, net in algo.nets.items():
-            set_requires_grad(net, name in phase.updates)
-        params = [p for n in phase.updates for p in algo.nets[n].parameters()]
-        for n in phase.updates:
-            algo.optimizers[n].zero_grad(set_to_none=True)
-        with autocast_for(precision, device):
-            out = dict(phase.loss(state))
-            total = out["loss"]
-            for n in phase.updates:
-                for aux_name, aux in drain_aux_losses(algo.nets[n]):
-                    total = total + aux
-                    out[aux_name] = out.get(aux_name, 0) + aux.detach()
-        for key, val in out.items():
-            s = _scalar(val)
-            if s is None:
-                continue
-            if not math.isfinite(s):
-                raise NonFiniteLossError(
-                    f"loss '{phase.name}/{key}' is {s} at step {step}; lower the learning rate, "
-                    "check the data, or try precision=fp32"
-                )
-            logs[f"{phase.name}/{key}"] = s
+        for phase in algo.phases(step):
+            _run_phase(algo, phase, state, step, logs, precision, device, scaler, grad_clip, grad_sync)
+    for net in algo.nets.values():
+        set_requires_grad(net, True)
+    for sched in algo.schedulers.values():
+        sched.step()
+    for key, val in (algo.end_step(state, step) or {}).items():
+        s = _scalar(val)
+        if s is not None:
+            logs[key] = s
+    return logs
+
+
+def _run_phase(algo: Algorithm, phase, state: dict, step: int, logs: dict[str, float], precision: str,
+               device: torch.device, scaler, grad_clip: float, grad_sync) -> None:
+    """Loss (under the step's autocast), then backward and update of the phase's networks."""
+    for name, net in algo.nets.items():
+        set_requires_grad(net, name in phase.updates)
+    params = [p for n in phase.updates for p in algo.nets[n].parameters()]
+    for n in phase.updates:
+        algo.optimizers[n].zero_grad(set_to_none=True)
+    out = dict(phase.loss(state))
+    total = out["loss"]
+    for n in phase.updates:
+        for aux_name, aux in drain_aux_losses(algo.nets[n]):
+            total = total + aux
+            out[aux_name] = out.get(aux_name, 0) + aux.detach()
+    for key, val in out.items():
+        s = _scalar(val)
+        if s is None:
+            continue
+        if not math.isfinite(s):
+            raise NonFiniteLossError(
+                f"loss '{phase.name}/{key}' is {s} at step {step}; lower the learning rate, "
+                "check the data, or try precision=fp32"
+            )
+        logs[f"{phase.name}/{key}"] = s
+    with _autocast_off(precision, device):
         if scaler is not None:
             scaler.scale(total).backward(inputs=params)
         else:
@@ -87,12 +112,5 @@ def run_step(algo: Algorithm, batch: dict, step: int, *, precision: str = "fp32"
                 opt.step()
         if scaler is not None:
             scaler.update()
-    for net in algo.nets.values():
-        set_requires_grad(net, True)
-    for sched in algo.schedulers.values():
-        sched.step()
-    for key, val in (algo.end_step(state, step) or {}).items():
-        s = _scalar(val)
-        if s is not None:
-            logs[key] = s
-    return logs
+    if precision != "fp32":
+        torch.clear_autocast_cache()  # the updated weights' cached low-precision copies are stale
