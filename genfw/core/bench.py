@@ -59,11 +59,13 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return counter.total
 
 
-def conv_gflops(device: str | torch.device = "cpu", quick: bool = False) -> float:
-    """fp32 3x3 conv forward + backward throughput of this machine."""
+def conv_gflops(device: str | torch.device = "cpu", quick: bool = False,
+                dtype: torch.dtype = torch.float32) -> float:
+    """3x3 conv forward + backward throughput of this machine in `dtype` (channels_last)."""
     n, c, s = (4, 32, 32) if quick else (8, 64, 64)
-    x = torch.randn(n, c, s, s, device=device, requires_grad=True)
-    conv = torch.nn.Conv2d(c, c, 3, padding=1).to(device)
+    fmt = torch.channels_last
+    x = torch.randn(n, c, s, s, device=device, dtype=dtype).contiguous(memory_format=fmt).requires_grad_(True)
+    conv = torch.nn.Conv2d(c, c, 3, padding=1).to(device=device, dtype=dtype, memory_format=fmt)
 
     def work():
         conv(x).sum().backward()
@@ -75,6 +77,18 @@ def conv_gflops(device: str | torch.device = "cpu", quick: bool = False) -> floa
     sec = min(measure(work, warmup=1 if quick else 3, iters=3 if quick else 10, device=device)
               for _ in range(rounds))
     return flops / sec / 1e9
+
+
+def bf16_supported(device: str | torch.device = "cpu") -> bool:
+    """Whether bf16 math runs here (CUDA: the GPU says; CPU: a bf16 matmul works)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        a = torch.randn(8, 8, dtype=torch.bfloat16, device=dev)
+        return bool(torch.isfinite(a @ a).all())
+    except RuntimeError:
+        return False
 
 
 def matmul_gflops(device: str | torch.device = "cpu", quick: bool = False) -> float:
@@ -90,9 +104,15 @@ def matmul_gflops(device: str | torch.device = "cpu", quick: bool = False) -> fl
 def machine_info(device: str | torch.device = "cpu", quick: bool = False) -> dict:
     dev = torch.device(device)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-    return {"name": "machine", "device": name, "threads": torch.get_num_threads(),
+    info = {"name": "machine", "device": name, "threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "conv_gflops": round(conv_gflops(dev, quick), 3), "matmul_gflops": round(matmul_gflops(dev, quick), 3)}
+    if bf16_supported(dev):
+        # the same probe in bf16: how much faster this hardware's bf16 convs are at best, the
+        # ceiling for any bf16-vs-fp32 training-step speed-up measured on it
+        info["conv_bf16_gflops"] = round(conv_gflops(dev, quick, torch.bfloat16), 3)
+        info["conv_bf16_over_fp32"] = round(info["conv_bf16_gflops"] / info["conv_gflops"], 3)
+    return info
 
 
 def _select(registry, name: str) -> list:

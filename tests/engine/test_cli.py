@@ -20,6 +20,12 @@ def test_bench_quick_prints_json_lines(use_registry):
     lines = [json.loads(x) for x in res.output.strip().splitlines()]
     assert lines[0]["name"] == "machine" and lines[0]["conv_gflops"] > 0 and lines[0]["matmul_gflops"] > 0
     assert lines[1]["benchmark"] == "enginetest.trivial" and lines[1]["value"] == 1.0
+    from genfw.core.bench import bf16_supported
+
+    if bf16_supported("cpu"):  # the bf16 probe and its ratio to the fp32 probe come along
+        m = lines[0]
+        assert m["conv_bf16_gflops"] > 0
+        assert m["conv_bf16_over_fp32"] == pytest.approx(m["conv_bf16_gflops"] / m["conv_gflops"], rel=0.01)
 
 
 def test_count_flops_and_measure():

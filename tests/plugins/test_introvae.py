@@ -302,3 +302,24 @@ def test_encoder_running_stats_follow_real_images_only(registry):
     # one real pass, momentum 0.1, from running mean 0 (the 4 generated passes would change this)
     torch.testing.assert_close(bn.running_mean, 0.1 * h.mean((0, 2, 3)))
     assert bn.momentum == 0.1
+
+
+def test_train_step_benchmark_quick_rows():
+    from genfw.core.bench import bf16_supported
+    from genfw.plugins.introvae.bench import train_step_benchmark
+
+    rows = list(train_step_benchmark({"conv_gflops": 100.0, "device_type": "cpu"}, quick=True))
+    steps = [r for r in rows if r["bench"] == "introvae.train-step"]
+    precisions = ["fp32", "bf16"] if bf16_supported("cpu") else ["fp32"]
+    assert [(r["precision"], r["channels_last"]) for r in steps] == [
+        (p, cl) for cl in (False, True) for p in precisions]
+    for r in steps:
+        assert r["step_s"] >= r["best_step_s"] > 0
+        assert r["images_per_s"] == pytest.approx(r["batch"] / r["step_s"], rel=0.01)
+        assert r["fraction_of_conv"] == pytest.approx(r["achieved_gflops"] / 100.0, rel=0.01)
+    # FLOPs are the step's work, not its precision's: counted equal for fp32 and bf16
+    assert len({r["step_gflop"] for r in steps}) == 1 and steps[0]["step_gflop"] > 0
+    if "bf16" in precisions:
+        assert all(r["bf16_over_fp32_speed"] > 0 for r in steps if r["precision"] == "bf16")
+        agree = [r for r in rows if r["bench"] == "introvae.l_ae-fp32-vs-bf16"][0]
+        assert agree["relative_difference"] < 0.1

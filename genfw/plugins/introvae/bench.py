@@ -14,6 +14,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from genfw import Context
+from genfw.core.bench import bf16_supported
 from genfw.core.step import run_step
 from genfw.plugins.introvae.presets import CH_128, CH_256
 
@@ -76,19 +77,10 @@ def _interleaved_step_times(runs: dict[str, tuple], warmup: int, steps: int) -> 
     return times
 
 
-def _bf16_supported(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        a = torch.randn(8, 8, dtype=torch.bfloat16)
-        return bool(torch.isfinite(a @ a).all())
-    except RuntimeError:
-        return False
-
-
 def throughput(registry, device: torch.device, machine: dict, quick: bool) -> Iterator[dict[str, Any]]:
-    cases = [(128, 4, CH_128)] if quick else [(128, 4, CH_128), (256, 2, CH_256)]
-    precisions = ["fp32", "bf16"] if _bf16_supported(device) else ["fp32"]
+    # quick: a 32 px smoke run of the same code path (the numbers mean little)
+    cases = [(32, 4, [16, 32, 64])] if quick else [(128, 4, CH_128), (256, 2, CH_256)]
+    precisions = ["fp32", "bf16"] if bf16_supported(device) else ["fp32"]
     steps, warmup = (2, 1) if quick else ((20, 3) if device.type == "cuda" else (8, 2))
     conv = float(machine.get("conv_gflops") or 0.0)
     for size, batch_size, channels in cases:
@@ -121,7 +113,7 @@ def throughput(registry, device: torch.device, machine: dict, quick: bool) -> It
 
 def loss_agreement(registry, device: torch.device, quick: bool) -> Iterator[dict[str, Any]]:
     """L_AE after N steps of the same run in fp32 and bf16 (same seed, same batches)."""
-    if not _bf16_supported(device):
+    if not bf16_supported(device):
         return
     steps = 20 if quick else 100
     size, batch_size, channels = 32, 16, [32, 64, 128]
