@@ -323,3 +323,23 @@ def test_train_step_benchmark_quick_rows():
         assert all(r["bf16_over_fp32_speed"] > 0 for r in steps if r["precision"] == "bf16")
         agree = [r for r in rows if r["bench"] == "introvae.l_ae-fp32-vs-bf16"][0]
         assert agree["relative_difference"] < 0.1
+
+
+def test_conv_layers_benchmark_times_every_conv_of_both_nets():
+    from genfw.core.bench import bf16_supported
+    from genfw.plugins.introvae.bench import conv_layers_benchmark
+    from torch import nn
+
+    if not bf16_supported("cpu"):
+        pytest.skip("no bf16 on this CPU")
+    rows = list(conv_layers_benchmark({"device_type": "cpu"}, quick=True))
+    assert len(rows) == 1
+    r = rows[0]
+    n_convs = sum(isinstance(m, nn.Conv2d)
+                  for net in (Encoder(NetConfig(image_size=32, channels=[16, 32, 64], in_channels=3)),
+                              Decoder(NetConfig(image_size=32, channels=[16, 32, 64], in_channels=3)))
+                  for m in net.modules())
+    assert r["layers"] == n_convs
+    assert r["conv_fp32_s"] > 0 and r["conv_bf16_s"] > 0
+    assert r["bf16_over_fp32"] == pytest.approx(r["conv_fp32_s"] / r["conv_bf16_s"], rel=0.01)
+    assert r["layer_ratio_min"] <= r["bf16_over_fp32"] * 1.01 and r["layer_ratio_max"] >= r["bf16_over_fp32"] * 0.99

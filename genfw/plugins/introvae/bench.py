@@ -6,11 +6,13 @@ bf16/fp32 speed ratio, and L_AE after a short training run in fp32 vs bf16.
 """
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from typing import Any, Iterator
 
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from genfw import Context
@@ -140,3 +142,66 @@ def train_step_benchmark(machine: dict, quick: bool = False) -> Iterator[dict[st
     device = torch.device(machine.get("device_type") or "cpu")
     yield from throughput(registry, device, machine, quick)
     yield from loss_agreement(registry, device, quick)
+
+
+def _conv_inputs(algo, size: int, batch_size: int, device: torch.device) -> list[tuple[nn.Conv2d, tuple]]:
+    """Every Conv2d of encoder and decoder with the input shape it sees in training."""
+    seen: list[tuple[nn.Conv2d, tuple]] = []
+    hooks = [m.register_forward_hook(lambda mod, args, out: seen.append((mod, tuple(args[0].shape))))
+             for net in algo.nets.values() for m in net.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            algo.encoder(_images(size, batch_size, 3, device))
+            algo.decoder(torch.randn(batch_size, algo.latent_dim, device=device), from_prior=True)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def conv_layers(registry, device: torch.device, quick: bool) -> Iterator[dict[str, Any]]:
+    """Forward + backward of each of the nets' convolutions alone, fp32 vs bf16 (channels_last),
+    the two precisions taking turns; each layer's fastest round counts. Their summed ratio is what
+    bf16 can give the step's convolutions on this hardware: the ceiling for the whole step's ratio."""
+    if not bf16_supported(device):
+        return
+    cases = [(32, 4, [16, 32, 64])] if quick else [(128, 4, CH_128), (256, 2, CH_256)]
+    rounds = 2 if quick else 5
+    fmt = torch.channels_last
+    for size, batch_size, channels in cases:
+        torch.manual_seed(0)
+        algo = _build(registry, device, size, channels, 3, 512, beta=0.05, margin=120.0)
+        total = {"fp32": 0.0, "bf16": 0.0}
+        ratios = []
+        for conv, shape in _conv_inputs(algo, size, batch_size, device):
+            best = {}
+            runs = {}
+            for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+                layer = copy.deepcopy(conv).to(dtype=dtype, memory_format=fmt)
+                x = torch.randn(shape, device=device, dtype=dtype).contiguous(memory_format=fmt).requires_grad_(True)
+                runs[precision] = (layer, x)
+                best[precision] = float("inf")
+
+            for r in range(rounds + 1):  # round 0 warms up
+                for precision, (layer, x) in runs.items():
+                    _sync(device)
+                    t0 = time.perf_counter()
+                    y = layer(x)
+                    y.backward(torch.ones_like(y))
+                    _sync(device)
+                    if r:
+                        best[precision] = min(best[precision], time.perf_counter() - t0)
+            for precision in total:
+                total[precision] += best[precision]
+            ratios.append(best["fp32"] / best["bf16"])
+        yield {"bench": "introvae.conv-layers", "image_size": size, "batch": batch_size, "layers": len(ratios),
+               "conv_fp32_s": round(total["fp32"], 4), "conv_bf16_s": round(total["bf16"], 4),
+               "bf16_over_fp32": round(total["fp32"] / total["bf16"], 3),
+               "layer_ratio_min": round(min(ratios), 3), "layer_ratio_max": round(max(ratios), 3)}
+
+
+def conv_layers_benchmark(machine: dict, quick: bool = False) -> Iterator[dict[str, Any]]:
+    """bf16 vs fp32 speed of the IntroVAE nets' convolutions alone: the ceiling of the step's ratio."""
+    from genfw import get_registry
+
+    yield from conv_layers(get_registry(), torch.device(machine.get("device_type") or "cpu"), quick)

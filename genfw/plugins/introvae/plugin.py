@@ -25,3 +25,4 @@ def register_components(registry):
     for name, (value, text) in presets.PRESETS.items():
         registry.preset(name, value, help=text)
     registry.benchmark("train-step", bench.train_step_benchmark)
+    registry.benchmark("conv-layers", bench.conv_layers_benchmark)
