@@ -34,6 +34,23 @@ def measure(fn: Callable[[], Any], warmup: int = 2, iters: int = 5, device: str 
     return statistics.median(times)
 
 
+def take_turns(works: dict[str, Callable[[], Any]], warmup: int, rounds: int,
+               device: str | torch.device | None = None) -> dict[str, list[float]]:
+    """Wall seconds of each call of each work, the works taking turns call by call (after `warmup`
+    untimed turns): a slow spell of a shared machine then hits every variant alike, so their ratios
+    are measured side by side."""
+    times: dict[str, list[float]] = {key: [] for key in works}
+    for turn in range(warmup + rounds):
+        for key, work in works.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            work()
+            _sync(device)
+            if turn >= warmup:
+                times[key].append(time.perf_counter() - t0)
+    return times
+
+
 class _FlopCount(TorchDispatchMode):
     """torch's FLOP formulas without FlopCounterMode's module tracker, whose backward hooks break
     steps that call torch.autograd.grad (IntroVAE's latent gradient)."""

@@ -84,15 +84,19 @@ def validate_mask(mask: torch.Tensor, image_shape, name: str = "mask") -> torch.
     m = binarize(mask, name=name)
     if tuple(m.shape[-2:]) != (h, w):
         raise GenfwError(f"{name} is {m.shape[-1]}x{m.shape[-2]} but the image is {w}x{h}; they must match")
+    check_polarity(m, name, inverted="it looks inverted (genfw masks use white = hole, black = known); invert it",
+                   empty="(all black); white pixels mark the region to fill")
+    return m
+
+
+def check_polarity(m: torch.Tensor, name: str, inverted: str, empty: str) -> None:
+    """One-line errors for a mask that is almost all hole (likely inverted) or has no hole at all;
+    `inverted` / `empty` say how to fix it where the mask came from."""
     ratio = float(m.mean())
     if ratio > MAX_HOLE_FRACTION:
-        raise GenfwError(
-            f"{name} is {ratio:.0%} hole: it looks inverted (genfw masks use white = hole, black = known); "
-            "invert it"
-        )
+        raise GenfwError(f"{name} is {ratio:.0%} hole: {inverted}")
     if ratio == 0:
-        raise GenfwError(f"{name} has no hole (all black); white pixels mark the region to fill")
-    return m
+        raise GenfwError(f"{name} has no hole {empty}")
 
 
 def read_mask(path: str | Path, name: str | None = None) -> torch.Tensor:
@@ -305,14 +309,8 @@ class FolderMask:
             m = read_mask(p)
             if cfg.invert:
                 m = 1.0 - m
-            ratio = float(m.mean())
-            if ratio > MAX_HOLE_FRACTION:
-                raise GenfwError(
-                    f"mask {p} is {ratio:.0%} hole: it looks inverted (white = hole); "
-                    "set mask.invert = true if your set stores black = hole"
-                )
-            if ratio == 0:
-                raise GenfwError(f"mask {p} has no hole (all known); remove it or check mask.invert")
+            check_polarity(m, f"mask {p}", inverted="it looks inverted (white = hole); set mask.invert = true "
+                           "if your set stores black = hole", empty="(all known); remove it or check mask.invert")
             self.masks.append(m[0])
 
     def __len__(self) -> int:

@@ -7,8 +7,8 @@ bf16/fp32 speed ratio, and L_AE after a short training run in fp32 vs bf16.
 from __future__ import annotations
 
 import copy
+import itertools
 import statistics
-import time
 from typing import Any, Iterator
 
 import torch
@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from genfw import Context
-from genfw.core.bench import bf16_supported
+from genfw.core.bench import bf16_supported, take_turns
 from genfw.core.step import run_step
 from genfw.plugins.introvae.presets import CH_128, CH_256
 
@@ -58,27 +58,6 @@ def step_flops(algo, batch: dict, precision: str = "fp32") -> int:
     return int(counter.get_total_flops())
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _interleaved_step_times(runs: dict[str, tuple], warmup: int, steps: int) -> dict[str, list[float]]:
-    """Seconds of each step, the runs taking turns step by step: a slow spell of a shared machine
-    then hits every precision alike instead of whichever happened to be measured during it."""
-    times: dict[str, list[float]] = {key: [] for key in runs}
-    for i in range(warmup + steps):
-        for key, (algo, batch, precision) in runs.items():
-            device = batch["image"].device
-            _sync(device)
-            t0 = time.perf_counter()
-            run_step(algo, batch, i, precision=precision)
-            _sync(device)
-            if i >= warmup:
-                times[key].append(time.perf_counter() - t0)
-    return times
-
-
 def throughput(registry, device: torch.device, machine: dict, quick: bool) -> Iterator[dict[str, Any]]:
     # quick: a 32 px smoke run of the same code path (the numbers mean little)
     cases = [(32, 4, [16, 32, 64])] if quick else [(128, 4, CH_128), (256, 2, CH_256)]
@@ -92,9 +71,10 @@ def throughput(registry, device: torch.device, machine: dict, quick: bool) -> It
                 torch.manual_seed(0)
                 algo = _build(registry, device, size, channels, 3, 512, beta=0.05, margin=120.0)
                 x = _to_memory_format(algo, _images(size, batch_size, 3, device), channels_last)
-                runs[precision] = (algo, {"image": x}, precision)
                 flops[precision] = step_flops(algo, {"image": x}, precision)
-            times = _interleaved_step_times(runs, warmup, steps)
+                runs[precision] = (lambda a=algo, b={"image": x}, p=precision, n=itertools.count():
+                                   run_step(a, b, next(n), precision=p))
+            times = take_turns(runs, warmup, steps, device)
             for precision in precisions:
                 sec = statistics.median(times[precision])
                 gflops = flops[precision] / sec / 1e9
@@ -174,23 +154,12 @@ def conv_layers(registry, device: torch.device, quick: bool) -> Iterator[dict[st
         total = {"fp32": 0.0, "bf16": 0.0}
         ratios = []
         for conv, shape in _conv_inputs(algo, size, batch_size, device):
-            best = {}
             runs = {}
             for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
                 layer = copy.deepcopy(conv).to(dtype=dtype, memory_format=fmt)
                 x = torch.randn(shape, device=device, dtype=dtype).contiguous(memory_format=fmt).requires_grad_(True)
-                runs[precision] = (layer, x)
-                best[precision] = float("inf")
-
-            for r in range(rounds + 1):  # round 0 warms up
-                for precision, (layer, x) in runs.items():
-                    _sync(device)
-                    t0 = time.perf_counter()
-                    y = layer(x)
-                    y.backward(torch.ones_like(y))
-                    _sync(device)
-                    if r:
-                        best[precision] = min(best[precision], time.perf_counter() - t0)
+                runs[precision] = lambda layer=layer, x=x: layer(x).sum().backward()
+            best = {precision: min(t) for precision, t in take_turns(runs, 1, rounds, device).items()}
             for precision in total:
                 total[precision] += best[precision]
             ratios.append(best["fp32"] / best["bf16"])
