@@ -22,7 +22,8 @@ from genfw.core.nn import to_signed, to_unit
 from genfw.plugins.foam.filters import down, down_mask
 from genfw.plugins.foam.losses import attribute_loss, boundary_l1, feature_loss, masked_l1
 from genfw.plugins.foam.networks import num_levels
-from genfw.plugins.foam.slots import CONDITIONINGS, call_discriminator, check_discriminator
+from genfw.core.roles import Slot, build_slot, probe_discriminator
+from genfw.plugins.foam.slots import CONDITIONINGS, FULL_CONDITIONING, NONE_FIX, call_discriminator
 
 log = logging.getLogger("genfw.foam")
 
@@ -105,6 +106,14 @@ class FOAMConfig:
 class FOAMAlgorithm(Algorithm):
     """FOAM face completion (structure-aware, attribute-controlled, progressively grown)."""
 
+    slots = (Slot("generator", "masked-generator", "G(observed, mask, landmarks=, attributes=, stage=, alpha=) -> "
+                                                   "{output, ...}; foam.generator (its attention slots per level)"),
+             Slot("discriminator", "image-discriminator",
+                  'D(image, landmarks=, stage=, alpha=) -> {cls, attr?}; unconditioned ones with '
+                  'discriminator_conditioning = "none"'),
+             Slot("landmarks", "landmark-renderer", "68 landmarks -> maps at any size (foam.sketch, foam.dots)"),
+             Slot("gan_loss", "gan-loss", "standard (log) GAN loss in the paper"))
+
     def build_networks(self, ctx) -> dict:
         cfg = self.cfg
         if not ctx.has_mask:
@@ -120,18 +129,21 @@ class FOAMAlgorithm(Algorithm):
         self.encoder = None
         lm_ch = 0
         if cfg.use_landmarks:
-            self.encoder = reg.build(cfg.landmarks, kind="layer", path="algorithm.landmarks")
+            self.encoder = build_slot(reg, cfg.landmarks, role="landmark-renderer", path="algorithm.landmarks")
             lm_ch = int(getattr(self.encoder, "out_channels", 1))
         self.num_attributes = ctx.num_attributes if cfg.use_attributes else 0
         self.image_size = size
         data = {"image_size": size, "image_channels": ctx.channels, "channels": ctx.channels,
                 "landmark_channels": lm_ch, "num_attributes": self.num_attributes}
         d_data = data if cfg.discriminator_conditioning == "full" else {**data, "landmark_channels": 0}
-        nets = {"G": self._build(reg, cfg.generator, "generator", data, "algorithm.generator"),
-                "D": self._build(reg, cfg.discriminator, "discriminator", d_data, "algorithm.discriminator")}
-        check_discriminator(nets["D"], str(cfg.discriminator.get("type", "")), cfg.discriminator_conditioning,
-                            "algorithm.discriminator")
-        self.gan = reg.build(cfg.gan_loss, kind="loss", path="algorithm.gan_loss")
+        self.gan = build_slot(reg, cfg.gan_loss, role="gan-loss", path="algorithm.gan_loss")
+        full = cfg.discriminator_conditioning == "full"
+        probe = None if full else probe_discriminator(ctx.channels, size)
+        nets = {"G": self._build(reg, cfg.generator, "masked-generator", data, "algorithm.generator"),
+                "D": self._build(reg, cfg.discriminator, "image-discriminator", d_data, "algorithm.discriminator",
+                                 need={"output": getattr(self.gan, "expects", None),
+                                       "conditioning": FULL_CONDITIONING if full else None},
+                                 fix={"conditioning": NONE_FIX}, probe=probe)}
         self.vgg = None
         if cfg.use_feature_loss and cfg.lambda_feat > 0:
             if ctx.channels != 3:
@@ -147,11 +159,15 @@ class FOAMAlgorithm(Algorithm):
         return nets
 
     @staticmethod
-    def _build(registry, spec: dict, kind: str, data: dict, path: str):
+    def _build(registry, spec: dict, role: str, data: dict, path: str, **checks):
         # the data decide sizes and channels, whatever a saved (fully resolved) config says
-        entry = registry.get(str(spec.get("type", "")), kind)
-        fields = attrs.fields_dict(entry.config) if entry.config is not None else {}
-        return registry.build({**spec, **{k: x for k, x in data.items() if k in fields}}, kind=kind, path=path)
+        try:
+            entry = registry.get(str(spec.get("type", "")))
+        except GenfwError:
+            entry = None   # build_slot says what is wrong
+        fields = attrs.fields_dict(entry.config) if entry is not None and entry.config is not None else {}
+        return build_slot(registry, {**spec, **{k: x for k, x in data.items() if k in fields}}, role=role,
+                          path=path, **checks)
 
     def build_optimizers(self, nets) -> dict:
         betas = (self.cfg.beta1, self.cfg.beta2)

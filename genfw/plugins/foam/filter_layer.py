@@ -34,6 +34,8 @@ class FilterConfig:
 class FOAMFilter(nn.Module):
     """FOAM read/write filter block on features: ``(features, mask, **context) -> features``."""
 
+    roles = ("feature-attention",)
+
     def __init__(self, cfg: FilterConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg = cfg or FilterConfig()

@@ -24,7 +24,8 @@ import torch
 from attrs import define, field, validators as v
 from torch import nn
 
-from genfw.plugins.foam.filters import down, down_mask, foam_read, foam_transform, foam_write, up
+from genfw.core.roles import Slot
+from genfw.plugins.foam.filters import down, foam_read, foam_transform, foam_write, up
 
 
 def _size_ok(instance, attribute, value):
@@ -199,7 +200,16 @@ class FOAMGenerator(nn.Module):
     While growing into level r the r-1 branch runs on a snapshot of the weights taken when growing
     into r began (`freeze_previous`): truly fixed, while the shared levels keep training in the high
     branch. The snapshot is not in the state dict; the FOAM algorithm checkpoints it.
+
+    Attention slots (`attention = {"32" = {type = "csa.layer"}}`): a feature attention layer runs on
+    the decoder features of that level (after its two convs, before the next up-sampling or ToRGB),
+    with the hole mask average-pooled to the level; in the fixed r-1 branch too.
     """
+
+    roles = ("masked-generator",)
+    slots = (Slot("attention", "feature-attention",
+                  'per level: attention = {"32" = {type = ...}} on the decoder features (channels = the width)',
+                  optional=True),)
 
     def __init__(self, cfg: GeneratorConfig | None = None) -> None:
         super().__init__()
@@ -234,8 +244,7 @@ class FOAMGenerator(nn.Module):
         out = {}
         for key, spec in cfg.attention.items():
             size = _attention_key(key, cfg.image_size)
-            out[str(size)] = build_attention_layer(spec, channels=w[num_levels(size) - 1],
-                                                   path=f"generator.attention.{key}")
+            out[str(size)] = build_attention_layer(spec, channels=w[num_levels(size) - 1], key=str(key))
         return out
 
     # --- one branch ------------------------------------------------------------------------------
@@ -381,6 +390,9 @@ class FOAMDiscriminator(nn.Module):
 
     Call: ``D(image, landmarks=None, stage=0, alpha=1.0, low_landmarks=None)`` with image N x C x S x S
     in [-1, 1] -> {"cls": N logits, "attr": N x A logits (when num_attributes > 0)}."""
+
+    output = "logits"
+    conditioning = frozenset({"stage", "alpha", "landmarks"})
 
     def __init__(self, cfg: DiscriminatorConfig | None = None) -> None:
         super().__init__()
