@@ -24,6 +24,7 @@ import torch
 from attrs import define, field, validators as v
 from torch import nn
 
+from genfw import ConfigError
 from genfw.core.roles import Slot
 from genfw.plugins.foam.filters import down, foam_read, foam_transform, foam_write, up
 
@@ -178,7 +179,8 @@ def _attention_key(key, image_size: int) -> int:
     except (TypeError, ValueError):
         size = -1
     if size < 4 or size > image_size or 2 ** int(round(math.log2(size))) != size:
-        raise ValueError(f"attention level {key!r} must be a feature resolution 4, 8, ..., {image_size}")
+        raise ConfigError(f"generator.attention: level {key!r} must be a feature resolution 4, 8, ..., {image_size} "
+                          f'(the key names the level, e.g. attention = {{"8" = {{type = "csa.layer"}}}})')
     return size
 
 
