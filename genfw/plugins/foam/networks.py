@@ -213,6 +213,9 @@ class FOAMGenerator(nn.Module):
                   'per level: attention = {"32" = {type = ...}} on the decoder features (channels = the width)',
                   optional=True),)
 
+    roles = ("masked-generator",)
+    requires = ("landmarks", "stage")  # landmark channels and the growth stage
+
     def __init__(self, cfg: GeneratorConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg = cfg or GeneratorConfig()
@@ -395,6 +398,10 @@ class FOAMDiscriminator(nn.Module):
 
     output = "logits"
     conditioning = frozenset({"stage", "alpha", "landmarks"})
+
+    output = "logits"  # {"cls": logits, "attr": logits}
+    conditioning = frozenset({"landmarks", "stage", "alpha"})
+    requires = ("landmarks", "stage")  # landmark channels and the growth stage
 
     def __init__(self, cfg: DiscriminatorConfig | None = None) -> None:
         super().__init__()
