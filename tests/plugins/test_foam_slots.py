@@ -164,3 +164,24 @@ def test_wrong_mix_on_the_command_line_is_one_line(tmp_path):
     assert res.exit_code == 2 and "Traceback" not in res.output, res.output
     assert not (tmp_path / "r" / "checkpoints").exists()
     assert res.output.strip().count("\n") == 0 and "discriminator_conditioning" in res.output
+
+
+def test_single_attention_table_goes_to_attention_level():
+    g = FOAMGenerator(GeneratorConfig(image_size=16, base_channels=4, max_channels=8, latent_channels=8,
+                                      attention={"type": "foam.filter"}, attention_level=8))
+    assert list(g.attention) == ["8"] and g.attention["8"].cfg.channels == 8
+    g = FOAMGenerator(GeneratorConfig(image_size=16, base_channels=4, max_channels=8, latent_channels=8,
+                                      attention={"type": "csa.layer"}))
+    assert list(g.attention) == ["16"]                    # 32 px, or the top level when smaller
+
+
+def test_foam_slots_offer_only_what_runs_without_extra_options(registry):
+    from genfw.core.roles import slot_table
+
+    rows = {r["slot"]: r["fits"] for r in slot_table(registry) if r["owner"] == "foam.algorithm"}
+    assert rows["generator"] == ["foam.generator"]        # csa.rough takes no stage / alpha
+    assert rows["discriminator"] == ["foam.discriminator"]
+    assert {"csa.layer", "foam.filter"} <= set(
+        next(r["fits"] for r in slot_table(registry) if r["owner"] == "foam.generator" and r["slot"] == "attention"))
+    with pytest.raises(ConfigError, match=r"algorithm.generator \(csa.rough\).*stage"):
+        algo_with(registry, {"type": "foam.discriminator"}, generator={"type": "csa.rough"})

@@ -107,11 +107,16 @@ class FOAMAlgorithm(Algorithm):
     """FOAM face completion (structure-aware, attribute-controlled, progressively grown)."""
 
     slots = (Slot("generator", "masked-generator", "G(observed, mask, landmarks=, attributes=, stage=, alpha=) -> "
-                                                   "{output, ...}; foam.generator (its attention slots per level)"),
+                                                   "{output, ...}; foam.generator (its attention slots per level)",
+                  provides=("landmarks", "attributes", "stage", "alpha"), need={"conditioning": ("stage", "alpha")}),
+             # with the default discriminator_conditioning = "full"; unconditioned discriminators fit
+             # with discriminator_conditioning = "none" (not listed here, since they need that option)
              Slot("discriminator", "image-discriminator",
-                  'D(image, landmarks=, stage=, alpha=) -> {cls, attr?}; unconditioned ones with '
-                  'discriminator_conditioning = "none"'),
-             Slot("landmarks", "landmark-renderer", "68 landmarks -> maps at any size (foam.sketch, foam.dots)"),
+                  "D(image, landmarks=, stage=, alpha=) -> {cls, attr?} logits; unconditioned ones with "
+                  'discriminator_conditioning = "none"', provides=("landmarks", "stage", "alpha"),
+                  need={"conditioning": tuple(sorted(FULL_CONDITIONING))}),
+             Slot("landmarks", "landmark-renderer", "68 landmarks -> maps at any size (foam.sketch, foam.dots)",
+                  enabled_by="use_landmarks"),
              Slot("gan_loss", "gan-loss", "standard (log) GAN loss in the paper"))
 
     def build_networks(self, ctx) -> dict:
@@ -139,7 +144,10 @@ class FOAMAlgorithm(Algorithm):
         self.gan = build_slot(reg, cfg.gan_loss, role="gan-loss", path="algorithm.gan_loss")
         full = cfg.discriminator_conditioning == "full"
         probe = None if full else probe_discriminator(ctx.channels, size)
-        nets = {"G": self._build(reg, cfg.generator, "masked-generator", data, "algorithm.generator"),
+        nets = {"G": self._build(reg, cfg.generator, "masked-generator", data, "algorithm.generator",
+                                 need={"conditioning": ("stage", "alpha")},
+                                 fix={"conditioning": "foam.algorithm grows its generator: use foam.generator "
+                                                      "(or a masked generator that takes stage and alpha)"}),
                 "D": self._build(reg, cfg.discriminator, "image-discriminator", d_data, "algorithm.discriminator",
                                  need={"output": getattr(self.gan, "expects", None),
                                        "conditioning": FULL_CONDITIONING if full else None},

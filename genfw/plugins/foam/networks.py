@@ -169,8 +169,10 @@ class GeneratorConfig:
     latent_channels: int = field(default=512, validator=v.gt(0))
     skip: str = field(default="concat", validator=v.in_(("concat", "residual")))   # residual: conditional model
     # feature attention layers (kind `layer`) on the decoder features of named levels, keyed by the
-    # level's resolution: {"32" = {type = "csa.layer"}}; each is built with channels = w(level)
+    # level's resolution: {"32" = {type = "csa.layer"}}; each is built with channels = w(level).
+    # A single table {type = ...} puts one layer at `attention_level` (0: 32 px, or the top if smaller)
     attention: dict = field(factory=dict)
+    attention_level: int = field(default=0, validator=v.ge(0))
 
 
 def _attention_key(key, image_size: int) -> int:
@@ -212,9 +214,9 @@ class FOAMGenerator(nn.Module):
     slots = (Slot("attention", "feature-attention",
                   'per level: attention = {"32" = {type = ...}} on the decoder features (channels = the width)',
                   optional=True),)
-
-    roles = ("masked-generator",)
     requires = ("landmarks", "stage")  # landmark channels and the growth stage
+    conditioning = frozenset({"landmarks", "attributes", "stage", "alpha"})  # keyword inputs it takes
+    output_range = "unbounded"   # linear ToRGB in [-1, 1] units
 
     def __init__(self, cfg: GeneratorConfig | None = None) -> None:
         super().__init__()
@@ -247,7 +249,13 @@ class FOAMGenerator(nn.Module):
         from genfw.plugins.foam.slots import build_attention_layer
 
         out = {}
-        for key, spec in cfg.attention.items():
+        specs = cfg.attention
+        if "type" in specs:
+            specs = {str(cfg.attention_level or min(32, cfg.image_size)): specs}
+        elif cfg.attention_level:
+            raise ConfigError("generator.attention_level applies to a single attention table {type = ...}; "
+                              "with per-level keys the keys name the levels")
+        for key, spec in specs.items():
             size = _attention_key(key, cfg.image_size)
             out[str(size)] = build_attention_layer(spec, channels=w[num_levels(size) - 1], key=str(key))
         return out
@@ -395,9 +403,6 @@ class FOAMDiscriminator(nn.Module):
 
     Call: ``D(image, landmarks=None, stage=0, alpha=1.0, low_landmarks=None)`` with image N x C x S x S
     in [-1, 1] -> {"cls": N logits, "attr": N x A logits (when num_attributes > 0)}."""
-
-    output = "logits"
-    conditioning = frozenset({"stage", "alpha", "landmarks"})
 
     output = "logits"  # {"cls": logits, "attr": logits}
     conditioning = frozenset({"landmarks", "stage", "alpha"})
