@@ -81,7 +81,7 @@ def test_filters_command_errors_are_one_line(tmp_path):
 def test_bench_quick_smoke():
     from genfw.cli import cli
 
-    res = CliRunner().invoke(cli, ["bench", "foam.completion", "--quick", "--device", "cpu"])
+    res = CliRunner().invoke(cli, ["bench", "foam", "--quick", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     recs = [json.loads(line) for line in res.output.splitlines() if line.startswith("{")]
     rows = [r for r in recs if r.get("benchmark") == "foam.completion"]
