@@ -224,4 +224,8 @@ def register(registry) -> None:
     registry.register("discriminator", "dcgan-discriminator", DCGANDiscriminator,
                       config=DCGANDiscriminatorConfig, example=_disc_example,
                       tiny={"image_size": 8, "base_channels": 4, "max_channels": 8})
-    registry.register("algorithm", "gan", GANAlgorithm, config=GANConfig)
+    registry.register("algorithm", "gan", GANAlgorithm, config=GANConfig,
+                      tiny={"generator": {"type": "core.dcgan-generator", "latent_dim": 8, "base_channels": 4,
+                                          "max_channels": 8},
+                            "discriminator": {"type": "core.dcgan-discriminator", "base_channels": 4,
+                                              "max_channels": 8}})
