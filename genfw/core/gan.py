@@ -13,6 +13,7 @@ from attrs import define, field, validators as v
 from torch import nn
 
 from genfw.core.algorithm import Algorithm, Context, Phase
+from genfw.core.errors import ConfigError
 from genfw.core.nn import to_signed, to_unit
 
 
@@ -140,7 +141,19 @@ class GANAlgorithm(Algorithm):
 
     def build_networks(self, ctx: Context) -> dict[str, nn.Module]:
         self.loss_fn = ctx.registry.build(self.cfg.loss, kind="loss", path="algorithm.loss")
-        return {"G": self.build_generator(ctx), "D": self.build_discriminator(ctx)}
+        g = self.build_generator(ctx)
+        self.check_output_range(g)
+        return {"G": g, "D": self.build_discriminator(ctx)}
+
+    def check_output_range(self, g: nn.Module) -> None:
+        """A generator that declares `output_range` ("signed" = [-1, 1], "unit" = [0, 1]) must match
+        `image_range`: a mismatch trains against data it can never produce (grey samples)."""
+        declared = getattr(g, "output_range", None)
+        if declared is not None and declared != self.cfg.image_range:
+            raise ConfigError(
+                f"algorithm.generator ({type(g).__name__}) outputs the {declared!r} range but "
+                f"algorithm.image_range is {self.cfg.image_range!r}; set algorithm.image_range = \"{declared}\" "
+                "or change the generator's output range")
 
     def make_optimizer(self, params, lr: float) -> torch.optim.Optimizer:
         c = self.cfg

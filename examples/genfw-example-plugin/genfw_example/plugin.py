@@ -4,6 +4,8 @@ import torch
 from genfw import hookimpl
 from genfw_example.networks import MLPGenerator, MLPGeneratorConfig, PixelNorm, PixelNormConfig
 
+GENFW_API = ">=1.0,<2"  # the genfw plugin API this plugin was written against (genfw.api.API_VERSION)
+
 
 @hookimpl
 def register_components(registry):
@@ -15,7 +17,9 @@ def register_components(registry):
     registry.preset("default", {
         "algorithm": {
             "type": "core.gan",
-            "generator": {"type": "example.mlp-generator", "latent_dim": 32, "hidden": 128},
+            "image_range": "signed",  # the generator's tanh output; core.gan checks they agree
+            "generator": {"type": "example.mlp-generator", "latent_dim": 32, "hidden": 128,
+                          "output_range": "signed"},
             "discriminator": {"type": "core.dcgan-discriminator"},
         },
         "data": {"type": "core.lfw-subset", "image_size": 32, "channels": 1},
