@@ -236,12 +236,14 @@ def _api_check(module: Any) -> str:
     except InvalidSpecifier:
         raise ValueError(f"GENFW_API = {declared!r} is not a version range (write e.g. '>=1.0,<2')") from None
     if API_VERSION not in spec:
-        raise _Incompatible(f"needs genfw plugin API {declared}; this genfw provides {API_VERSION}")
+        raise _Incompatible(str(declared), f"needs genfw plugin API {declared}; this genfw provides {API_VERSION}")
     return str(declared)
 
 
 class _Incompatible(Exception):
-    pass
+    def __init__(self, declared: str, message: str) -> None:
+        super().__init__(message)
+        self.declared = declared
 
 
 def _describe(exc: BaseException, where: str) -> str:
@@ -354,7 +356,7 @@ def _load_one(src: _Source, info: PluginInfo, pm: pluggy.PluginManager, registry
             if e.plugin == name:  # by kind: a preset may share its algorithm's name
                 info.components.setdefault(e.kind, []).append(e.name)
     except _Incompatible as exc:
-        info.status, info.error = "incompatible", str(exc)
+        info.status, info.error, info.api = "incompatible", str(exc), exc.declared
     except BaseException as exc:  # noqa: BLE001 - one broken plugin (even one calling sys.exit) must not break the rest
         info.status = "failed"
         info.error = _describe(exc, stage)
