@@ -250,3 +250,15 @@ def check_algorithm(registry: Registry, entry: Entry) -> None:
             for key in a:
                 assert torch.equal(a[key], b[key]), (
                     f"{entry.name}: after save + resume, {net}.{key} differs from an uninterrupted run")
+
+
+def train_preset(registry: Registry, plugin: str, preset: str = "default", overrides=()) -> Any:
+    """Train `plugin`'s preset in this process with `--set`-style overrides; returns the trainer
+    (`trainer.algo` is the trained algorithm, `trainer.cfg` the run config) for behaviour tests."""
+    from genfw.core.config import build_run_config
+    from genfw.core.trainer import Trainer
+
+    cfg, resolved = build_run_config(registry, plugin, preset, None, list(overrides))
+    trainer = Trainer(cfg, resolved, registry, progress=False)
+    trainer.run()
+    return trainer

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from genfw import ConfigError, get_registry
-from genfw.testing import check_network, check_preset
+from genfw.testing import check_network, check_preset, train_preset
 
 # A short run that learns fast: the preset's nets, smaller and at a higher rate.
 SHORT = ["data.image_size=16", "train.steps=40", "train.batch_size=16", "train.sample_every=0",
@@ -27,14 +27,7 @@ def test_components_pass_the_contract():
 
 
 def _short_run(out: str, extra=()):
-    from genfw.core.config import build_run_config
-    from genfw.core.trainer import Trainer
-
-    reg = get_registry()
-    cfg, resolved = build_run_config(reg, "example", "default", None, [*SHORT, f"out={out}", *extra])
-    trainer = Trainer(cfg, resolved, reg, progress=False)
-    trainer.run()
-    return trainer
+    return train_preset(get_registry(), "example", "default", [*SHORT, f"out={out}", *extra])
 
 
 def samples_span_the_data(trainer, n: int = 64) -> None:
