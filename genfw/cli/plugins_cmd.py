@@ -11,7 +11,7 @@ from genfw.core.errors import ConfigError, suggest
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*header), fmt.format(*["-" * w for w in widths])]
+    lines = [fmt.format(*header).rstrip(), fmt.format(*["-" * w for w in widths])]
     lines += [fmt.format(*[str(c) for c in r]).rstrip() for r in rows]
     return "\n".join(lines)
 
@@ -95,6 +95,7 @@ def components_command(args: tuple[str, ...], as_json: bool) -> None:
 
 
 def _show(reg, name: str, as_json: bool) -> None:
+    from genfw.core.roles import describe_roles, slots_of
     from genfw.registry import introspect
 
     matches = [e for e in reg.entries() if e.name == name]
@@ -107,14 +108,24 @@ def _show(reg, name: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({
             "name": entry.name, "kind": entry.kind, "plugin": entry.plugin, "roles": list(introspect.roles(entry)),
+            "slots": [{"key": sl.key, "role": sl.role, "help": sl.help} for sl in slots_of(entry)],
             "licence": entry.licence, "help": entry.help,
             "options": [{"name": o.name, "type": o.type, "default": o.default, "constraint": o.constraint,
                          "help": o.help} for o in opts],
-            "toml": introspect.toml_snippet(entry)}, indent=2, default=str))
+            "toml": introspect.toml_snippet(entry, reg)}, indent=2, default=str))
         return
     click.echo(f"{entry.name}: {entry.help or '(no help)'}")
     click.echo(f"  kind:    {entry.kind}")
-    click.echo(f"  roles:   {', '.join(introspect.roles(entry))}")
+    role_help = {r["role"]: r["help"] for r in describe_roles(introspect.roles(entry))}
+    names = introspect.roles(entry)
+    click.echo(f"  roles:   {', '.join(names) if names else 'none declared'}")
+    for r in names:
+        if role_help.get(r):
+            click.echo(f"           {r}: {role_help[r]}")
+    if getattr(entry, "traits", None):
+        click.echo(f"  traits:  {', '.join(f'{k} = {v}' for k, v in entry.traits.items())}")
+    for slot in slots_of(entry):
+        click.echo(f"  slot:    {slot.key} takes a {slot.role}" + (f" ({slot.help})" if slot.help else ""))
     click.echo(f"  plugin:  {entry.plugin}{' (built-in)' if entry.plugin in reg.builtin_plugins else ''}")
     click.echo(f"  licence: {entry.licence or 'not stated'}")
     if entry.kind == "preset":
@@ -127,7 +138,7 @@ def _show(reg, name: str, as_json: bool) -> None:
         click.echo("\noptions:\n" + _table(rows, ["option", "type", "default", "constraint", "help"]))
     else:
         click.echo("\noptions: none")
-    click.echo("\nTOML:\n" + introspect.toml_snippet(entry))
+    click.echo("\nTOML:\n" + introspect.toml_snippet(entry, reg))
 
 
 @click.group("config")

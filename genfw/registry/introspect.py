@@ -113,19 +113,47 @@ def defaults(entry: Entry) -> dict:
 
 
 def roles(entry: Entry) -> tuple[str, ...]:
-    """The roles a component provides (declared on the entry; its kind when none are)."""
-    declared = tuple(getattr(entry, "roles", ()) or ())
-    return declared or (entry.kind,)
+    """The roles a component provides (genfw.core.roles)."""
+    from genfw.core.roles import roles_of
+
+    return roles_of(entry)
 
 
 _TABLE = {"algorithm": "algorithm", "dataset": "data", "mask": "mask"}
 
 
-def toml_snippet(entry: Entry) -> str:
+def example_slot(entry: Entry, registry: Registry | None) -> str:
+    """A config path of a declared slot that takes one of the entry's roles ('' when none does)."""
+    from genfw.core.roles import slots_of
+
+    if registry is None:
+        return ""
+    mine = set(roles(entry))
+    owners = registry.entries()
+    for algo in (e for e in owners if e.kind == "algorithm"):
+        for s in slots_of(algo):
+            if s.role in mine:
+                return f"algorithm.{s.key}"
+    for net in (e for e in owners if e.kind != "algorithm"):  # a slot of a network inside an algorithm
+        for s in slots_of(net):
+            if s.role in mine:
+                algos = [e for e in owners if e.kind == "algorithm"]
+                # prefer the algorithm slot whose default is this very network
+                for strict in (True, False):
+                    for algo in algos:
+                        spec_defaults = defaults(algo)
+                        for a in slots_of(algo):
+                            is_default = (spec_defaults.get(a.key) or {}).get("type") == net.name
+                            if (is_default if strict else a.role in roles(net)):
+                                return f"algorithm.{a.key}.{s.key}"
+    return ""
+
+
+def toml_snippet(entry: Entry, registry: Registry | None = None) -> str:
     """A table to paste into a run file: the component with every default written out."""
-    header = _TABLE.get(entry.kind, f"algorithm.{entry.kind}")
+    header = _TABLE.get(entry.kind) or example_slot(entry, registry) or f"algorithm.{entry.kind}"
     body = {"type": entry.name, **defaults(entry)}
-    lines = [] if entry.kind in _TABLE else [f"# under the key that takes a {entry.kind}, e.g.:"]
+    lines = [] if entry.kind in _TABLE else [f"# in a slot that takes a {' or '.join(roles(entry)) or entry.kind}, e.g.:"]
     lines.append(_nested(header, body))
     return "\n".join(lines)
 

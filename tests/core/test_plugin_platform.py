@@ -425,7 +425,7 @@ def test_components_show_options_roles_licence_and_snippet(site, monkeypatch):
     res = _cli(["components", "show", "shown.thing"], monkeypatch)
     assert res.exit_code == 0, res.output
     out = res.output
-    assert "roles:   layer" in out and "licence: CC-BY-NC-4.0" in out
+    assert "roles:   none declared" in out and "licence: CC-BY-NC-4.0" in out
     row = next(line for line in out.splitlines() if line.startswith("width"))
     assert row.split()[:4] == ["width", "int", "4", ">="] and row.rstrip().endswith("features in and out")
     row = next(line for line in out.splitlines() if line.startswith("mode"))
@@ -438,6 +438,11 @@ def test_components_show_options_roles_licence_and_snippet(site, monkeypatch):
     data = json.loads(res.output)
     assert data["options"][0] == {"name": "width", "type": "int", "default": 4, "constraint": ">= 1",
                                   "help": "features in and out"}
+    res = _cli(["components", "show", "csa.layer"], monkeypatch)
+    assert "roles:   feature-attention" in res.stdout and "plugin:  csa (built-in)" in res.stdout
+    assert "similarity  str    \"cosine\"  one of cosine, key-only" in res.stdout
+    snippet = tomllib.loads(res.stdout.split("TOML:\n", 1)[1])
+    assert snippet["algorithm"]["refine"]["attention"] == {"type": "csa.layer", "similarity": "cosine", "eps": 1e-08}
     res = _cli(["components", "show", "csa.layr"], monkeypatch)
     assert res.exit_code == 2 and "did you mean: csa.layer" in res.output
 

@@ -17,9 +17,12 @@ class MLPGeneratorConfig:
 class MLPGenerator(nn.Module):
     """z -> image through two hidden layers; tanh ([-1, 1]) or sigmoid ([0, 1]) as configured.
 
-    `output_range` is declared on the module: core.gan refuses to train it against an
-    `image_range` it cannot produce (a sigmoid generator against [-1, 1] data turns out grey).
+    `output_range` is declared on the module (a trait, see genfw.core.roles): core.gan refuses to
+    train it against an `image_range` it cannot produce (a sigmoid generator against [-1, 1] data
+    only ever produces grey images).
     """
+
+    roles = ("latent-generator",)
 
     def __init__(self, cfg: MLPGeneratorConfig) -> None:
         super().__init__()
