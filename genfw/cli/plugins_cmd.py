@@ -54,7 +54,7 @@ def plugins_command(as_json: bool, check: bool) -> None:
              "status": p.status, "error": p.error, "warnings": p.warnings, "licence": p.licence,
              "hooks": p.hooks, "components": p.components} for p in infos], indent=2))
     else:
-        rows = [[p.name, p.dist or "-", p.version, p.api or "?", p.status, sum(map(len, p.components.values())),
+        rows = [[p.name, p.dist or "-", p.version, p.api or ("built-in" if p.builtin else "?"), p.status, sum(map(len, p.components.values())),
                  ", ".join(p.hooks), "; ".join(filter(None, [p.error, *p.warnings]))] for p in infos]
         click.echo(_table(rows, ["plugin", "dist", "version", "api", "status", "components", "hooks", "error"]))
         if check:

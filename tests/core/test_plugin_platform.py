@@ -128,6 +128,8 @@ BOOM_GENERATOR = """
         latent_dim: int = 7
 
     class Gen:
+        roles = ("latent-generator",)
+
         def __init__(self, cfg):
             raise ValueError(f"latent_dim must be even, got {cfg.latent_dim}")
 
