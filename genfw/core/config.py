@@ -186,7 +186,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: list[str]) -> dict:
         if parts[-1] == "type" and "type" in node and node["type"] != value:
             prefix = tuple(parts[:-1])
             for k in list(node):
-                if prefix + (k,) not in written and not any(w[:len(prefix) + 1] == prefix + (k,) for w in written):
+                if not any(w[:len(prefix) + 1] == prefix + (k,) for w in written):
                     del node[k]
         node[parts[-1]] = value
         written.add(tuple(parts))

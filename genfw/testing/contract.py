@@ -47,7 +47,10 @@ def test_plugin_loaded(plugin):
                     "(check GENFW_CONTRACT_PLUGINS and the entry point name)", pytrace=False)
     ok = [p for p in mine if p.status == "ok"]
     if not ok:
-        pytest.fail("; ".join(f"plugin {plugin!r} from {p.dist or '?'} is {p.status}: {p.error}" for p in mine),
+        def state(p):
+            return "failed to load" if p.status == "failed" else f"is {p.status}"
+
+        pytest.fail("; ".join(f"plugin {plugin!r} from {p.dist or '?'} {state(p)}: {p.error}" for p in mine),
                     pytrace=False)
     assert ok[0].components, f"plugin {plugin!r} loaded but registered no component"
 

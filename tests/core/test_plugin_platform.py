@@ -410,6 +410,15 @@ def test_constructor_error_is_one_line_naming_slot_and_component(site, monkeypat
     assert res.stderr.strip().splitlines()[-1] == "error: algorithm.generator (boomgen.gen): latent_dim must be even, got 7"
 
 
+def test_set_type_keeps_keys_set_earlier_in_that_table():
+    from genfw.core.config import apply_overrides
+
+    base = {"g": {"type": "a", "x": 1, "sub": {"k": 1}}, "other": 5}
+    out = apply_overrides(base, ["g.y=2", "g.sub.j=3", "g.type=b", "g.z=4"])
+    assert out == {"g": {"type": "b", "y": 2, "sub": {"k": 1, "j": 3}, "z": 4}, "other": 5}
+    assert apply_overrides(base, ["g.type=a"]) == base  # same type: nothing dropped
+
+
 def test_set_type_replaces_the_table(monkeypatch):
     base = ["--plugin", "example", "--plain"]
     res = _cli(["config", "show", *base, "--set", "algorithm.generator.type=core.dcgan-generator",
@@ -506,7 +515,7 @@ def test_contract_fails_on_broken_or_mistyped_plugin(site):
                 {"fake_exit": EXIT_AT_IMPORT, "fake_fine": _layer("thing")})
     res = _contract(root, "broken,fien")
     assert res.returncode == 1, res.stdout
-    assert "plugin 'broken' from contracted is failed: SystemExit raised while importing plugin 'broken': 3" in res.stdout
+    assert "plugin 'broken' from contracted failed to load: SystemExit raised while importing plugin 'broken': 3" in res.stdout
     assert "plugin 'fien' is not installed (did you mean: fine?)" in res.stdout
     assert "2 failed" in res.stdout
 
