@@ -68,12 +68,18 @@ def plugins_command(as_json: bool, check: bool) -> None:
 @click.command("components", context_settings={"ignore_unknown_options": False})
 @click.argument("args", nargs=-1, metavar="[KIND | show NAME]")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def components_command(args: tuple[str, ...], as_json: bool) -> None:
+@click.option("--slots", "slots", is_flag=True, help="Slots of algorithms/networks: the role each takes, what fits.")
+def components_command(args: tuple[str, ...], as_json: bool, slots: bool = False) -> None:
     """List registered components (optionally of one KIND), or `show NAME`: roles, licence,
-    options with types, defaults, constraints and help, and a TOML snippet."""
+    options with types, defaults, constraints and help, and a TOML snippet; `--slots` lists slots."""
     from genfw.registry import get_registry
 
     reg = get_registry()
+    if slots:
+        from genfw.cli.slots_view import render_slots
+
+        click.echo(render_slots(reg, as_json))
+        return
     if args and args[0] == "show":
         if len(args) != 2:
             raise ConfigError("usage: genfw components show NAME (e.g. genfw components show csa.layer)")

@@ -89,7 +89,7 @@ class Registrar:
         nested component tables it builds (Slot declarations; else the factory's `slots`).
         `licence`: defaults to the distribution's. `cases` (losses) and `tiny_data` (algorithms)
         feed the contract tests."""
-        from genfw.core.roles import ROLES, derive_roles
+        from genfw.core.roles import ROLES, derive_roles, derive_traits
 
         _check_callable(self.plugin, name, factory)
         roles = tuple(roles) if roles is not None else derive_roles(kind, factory)
@@ -99,7 +99,7 @@ class Registrar:
         return self._registry.add(Entry(kind=kind, name=self._qualify(name), factory=factory,
                                         plugin=self.plugin, config=config, help=help or _doc(factory),
                                         example=example, tiny=dict(tiny or {}), roles=roles,
-                                        traits=dict(traits or {}),
+                                        traits={**derive_traits(factory), **(traits or {})},
                                         slots=tuple(slots or getattr(factory, "slots", ()) or ()),
                                         licence=licence or self.licence, cases=cases,
                                         tiny_data=dict(tiny_data or {})))

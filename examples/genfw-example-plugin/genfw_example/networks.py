@@ -24,6 +24,8 @@ class MLPGenerator(nn.Module):
 
     roles = ("latent-generator",)
 
+    output_range = "unit"  # declared so genfw checks the slot it is put in (ends in a sigmoid)
+
     def __init__(self, cfg: MLPGeneratorConfig) -> None:
         super().__init__()
         self.cfg = cfg
