@@ -10,19 +10,10 @@ class MLPGeneratorConfig:
     hidden: int = field(default=256, validator=v.ge(1))       # hidden width
     image_size: int = field(default=32, validator=v.ge(4))    # output side
     channels: int = field(default=3, validator=v.in_((1, 3)))  # output channels
-    # "signed": tanh, [-1, 1] (what core.gan trains in by default); "unit": sigmoid, [0, 1]
-    output_range: str = field(default="signed", validator=v.in_(("signed", "unit")))
 
 
 class MLPGenerator(nn.Module):
-    """z -> image through two hidden layers; tanh ([-1, 1]) or sigmoid ([0, 1]) as configured.
-
-    `output_range` is declared on the module (a trait, see genfw.core.roles): core.gan refuses to
-    train it against an `image_range` it cannot produce (a sigmoid generator against [-1, 1] data
-    only ever produces grey images).
-    """
-
-    roles = ("latent-generator",)
+    """z -> image in [0, 1] through two hidden layers."""
 
     output_range = "unit"  # declared so genfw checks the slot it is put in (ends in a sigmoid)
 
@@ -30,12 +21,10 @@ class MLPGenerator(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.latent_dim = cfg.latent_dim
-        self.output_range = cfg.output_range
         out = cfg.channels * cfg.image_size ** 2
-        squash = nn.Tanh() if cfg.output_range == "signed" else nn.Sigmoid()
         self.net = nn.Sequential(nn.Linear(cfg.latent_dim, cfg.hidden), nn.LeakyReLU(0.2),
                                  nn.Linear(cfg.hidden, cfg.hidden), nn.LeakyReLU(0.2),
-                                 nn.Linear(cfg.hidden, out), squash)
+                                 nn.Linear(cfg.hidden, out), nn.Sigmoid())
 
     def forward(self, z: torch.Tensor, from_prior: bool = True, **_: object) -> torch.Tensor:
         s = self.cfg.image_size

@@ -17,9 +17,7 @@ def register_components(registry):
     registry.preset("default", {
         "algorithm": {
             "type": "core.gan",
-            "image_range": "signed",  # the generator's tanh output; core.gan checks they agree
-            "generator": {"type": "example.mlp-generator", "latent_dim": 32, "hidden": 128,
-                          "output_range": "signed"},
+            "generator": {"type": "example.mlp-generator", "latent_dim": 32, "hidden": 128},
             "discriminator": {"type": "core.dcgan-discriminator"},
             "image_range": "unit",  # the generator's sigmoid range: real images are fed as [0, 1] too
         },

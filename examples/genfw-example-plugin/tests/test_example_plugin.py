@@ -55,7 +55,7 @@ def test_the_span_check_catches_grey_samples(monkeypatch):
 
     monkeypatch.setattr(roles, "check_traits", lambda *a, **k: None)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = _short_run(f"{tmp}/run", ["algorithm.generator.output_range=unit"])
+        trainer = _short_run(f"{tmp}/run", ["algorithm.image_range=signed"])
         with pytest.raises(AssertionError, match="output range"):
             samples_span_the_data(trainer)
 
@@ -64,10 +64,10 @@ def test_range_mismatch_is_refused(tmp_path):
     from genfw.cli import cli
 
     res = CliRunner().invoke(cli, ["run", "--plugin", "example", "--steps", "1", "--out", str(tmp_path / "r"),
-                                   "--set", "algorithm.generator.output_range=unit", "--no-progress"])
+                                   "--set", "algorithm.image_range=signed", "--no-progress"])
     assert res.exit_code == 2
     assert "error: algorithm.generator (example.mlp-generator): output_range is 'unit' but this slot needs " \
            "'signed'" in res.output
     assert "Traceback" not in res.output
     with pytest.raises(ConfigError, match="output_range is 'unit'"):
-        _short_run(str(tmp_path / "r2"), ["algorithm.generator.output_range=unit", "train.steps=1"])
+        _short_run(str(tmp_path / "r2"), ["algorithm.image_range=signed", "train.steps=1"])
