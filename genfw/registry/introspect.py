@@ -44,12 +44,20 @@ def _comments(cls: type) -> dict[str, str]:
         return {}
     out: dict[str, str] = {}
     body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    lines = src.splitlines()
     for node in body:
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             for line in range(node.lineno, (node.end_lineno or node.lineno) + 1):
                 if line in by_line:
                     out[node.target.id] = by_line[line]
                     break
+            else:  # a comment block on the lines just above the field
+                above, line = [], node.lineno - 1
+                while line in by_line and lines[line - 1].lstrip().startswith("#"):
+                    above.insert(0, by_line[line])
+                    line -= 1
+                if above:
+                    out[node.target.id] = " ".join(above)
     return out
 
 

@@ -548,3 +548,14 @@ def test_loss_contract_catches_a_flipped_sign():
         check_loss(reg, reg.get("t.flipped"))
     with pytest.raises(AssertionError, match="register it with cases="):
         check_loss(reg, reg.get("t.l1"))
+
+
+def test_documented_components_show_output_is_current(monkeypatch):
+    """docs/registry-and-config.md shows `genfw components show csa.layer` verbatim."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "registry-and-config.md").read_text()
+    block = doc.split("```\n$ genfw components show csa.layer\n", 1)[1].split("\n```", 1)[0]
+    res = _cli(["components", "show", "csa.layer"], monkeypatch)
+    assert res.exit_code == 0
+    assert res.stdout.rstrip() == block
