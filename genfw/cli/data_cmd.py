@@ -60,6 +60,7 @@ def weights_list(as_json: bool) -> None:
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         click.echo(f"{r['name']:<{width}}  {r['status']:<9}  {r['path'] or '-'}")
+        click.echo(f"{'':<{width}}  licence: {r.get('licence') or 'not stated'}")
     click.echo(f"cache: {cache_dir()}")
 
 

@@ -34,6 +34,7 @@ from genfw.core.config import RunConfig, dump_toml
 from genfw.core.errors import GenfwError
 from genfw.core.images import save_grid
 from genfw.core.step import NonFiniteLossError, run_step
+from genfw.registry.licences import record_licences
 
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
@@ -262,6 +263,7 @@ class Trainer:
                 print(f"no checkpoint in {self.ckpt_root}; starting from step 0", file=sys.stderr)
         if d.is_main:
             (self.out / "config.toml").write_text(dump_toml(self.resolved))
+            record_licences(self.out, self.resolved, self.registry)
             self._trim_log()
 
         order = DataOrder(len(dataset), t.batch_size, cfg.seed, d.rank, d.world_size)
