@@ -274,7 +274,7 @@ class IrregularMask:
                 self._stroke(ImageDraw.Draw(trial), rng, h, w, side, scale)
                 arr = np.asarray(trial, dtype=np.uint8)
                 new_ratio = float((arr > 0).mean())
-                if new_ratio <= hi + step / 2:
+                if new_ratio < hi:  # strictly inside the bin: its measured ratio must bin where it was drawn
                     canvas, ratio = trial, new_ratio
                     break
                 scale *= 0.5
