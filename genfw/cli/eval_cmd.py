@@ -45,6 +45,18 @@ def _takes(algo, name: str) -> bool:
     return name in inspect.signature(algo.inpaint).parameters
 
 
+DETECT_SIZE = 256  # landmark detectors miss faces much under ~80 px; unit coordinates do not care
+
+
+def _for_detector(images):
+    import torch.nn.functional as F
+
+    x = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+    if max(x.shape[-2:]) < DETECT_SIZE:
+        x = F.interpolate(x, scale_factor=DETECT_SIZE / max(x.shape[-2:]), mode="bilinear", align_corners=False)
+    return x.clamp(0, 1)
+
+
 class Conditions:
     """The landmarks / attributes a conditioned inpainting model (FOAM) is scored with.
 
@@ -104,7 +116,7 @@ class Conditions:
             if self.detector is None:
                 lm = torch.stack([it["landmarks"] for it in items])
             else:
-                lm, found = self.detector(images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images)
+                lm, found = self.detector(_for_detector(images))
                 keep = [i for i in keep if bool(found[i])]
                 self.no_face += len(items) - len(keep)
                 lm = lm[keep]
