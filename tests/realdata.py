@@ -116,3 +116,27 @@ def write_vgg16_hub(torch_home: Path) -> Path:
     sd["classifier.0.weight"] = torch.zeros(4, 4)  # torchvision's file also holds the classifier
     torch.save(sd, dest)
     return dest
+
+
+def random_inception_state_dict(seed: int = 0) -> dict:
+    """torch-fidelity's FID Inception-v3 keys and shapes with He-scaled random convs (features stay O(1))."""
+    import math
+    from unittest import mock
+
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+
+    # the real module class, built without its weight download, only for its parameter layout
+    with mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: {}), \
+            mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd, *a, **k: None):
+        module = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for k, t in module.state_dict().items():
+        if k.endswith("conv.weight"):
+            t = torch.randn(t.shape, generator=g) * math.sqrt(2.0 / t[0].numel())
+        elif k.endswith("bn.bias"):
+            t = torch.randn(t.shape, generator=g) * 0.1
+        elif k == "fc.weight":
+            t = torch.randn(t.shape, generator=g) * math.sqrt(1.0 / t.shape[1])
+        sd[k] = t.clone()
+    return sd
