@@ -36,6 +36,8 @@ def _presets():
         raw = preset_config(reg, entry.plugin, entry.short)
         heavy = (_fixed_size(raw) and _size(raw) > 32) or entry.name in HEAVY_AT_FAST_SIZE
         marks = [pytest.mark.slow] if heavy else []
+        if heavy and _size(raw) >= 512:  # IntroVAE at 1024 px: minutes per step on a 2-core CPU
+            marks.append(pytest.mark.timeout(2400))
         out.append(pytest.param(entry.plugin, entry.short, id=entry.name, marks=marks))
     return out
 
