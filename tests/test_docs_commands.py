@@ -77,7 +77,7 @@ def extract(path: Path) -> list[tuple[str, str, str | None]]:
     while i < len(lines):
         raw = lines[i]
         stripped = raw.strip()
-        m = NOT_RUN.search(stripped)
+        m = NOT_RUN.fullmatch(stripped)  # a marker is a line of its own
         if m and not in_block:
             pending = (m.group(1), m.group(2))
             i += 1
