@@ -31,6 +31,9 @@ def _saved_config(out: str | None, plugin: str | None, preset: str | None, confi
     if out is None:
         return None
     path = Path(out).expanduser() / "config.toml"
+    if not path.is_file() and not plugin and not config_file:
+        raise GenfwError(f"{out} has no config.toml, so it is not a genfw run to resume; check --out, "
+                         "or start it with --plugin NAME / --config FILE")
     return path if path.is_file() else None
 
 

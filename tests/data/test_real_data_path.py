@@ -102,6 +102,9 @@ def test_resume_needs_only_out_and_names_the_runs_plugin(tmp_path):
     assert res.exit_code == 0, res.output
     res = invoke("run", "--resume", "--out", out, "--steps", "3", "--no-progress")
     assert res.exit_code == 0 and "resumed from" in res.output and "done: 3 steps" in res.output, res.output
+    for args, msg in ((["--out", tmp_path / "nothing"], "has no config.toml"), ([], "--resume needs the run")):
+        res = invoke("run", "--resume", *args)
+        assert res.exit_code == 2 and msg in res.output, res.output
     res = invoke("run", "--resume", "--out", out, "--plugin", "csa")
     assert res.exit_code == 2 and "plugin 'lis', preset 'default'" in res.output
     assert f"genfw run --resume --out {out}" in res.output and str(out / "config.toml") in res.output
