@@ -184,6 +184,8 @@ def json_safe(obj):
     """NaN / inf -> null (JSON has neither), recursively."""
     import math
 
+    if getattr(obj, "ndim", None) == 0 and hasattr(obj, "item"):  # numpy / torch scalars
+        obj = obj.item()
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
