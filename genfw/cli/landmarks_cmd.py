@@ -63,6 +63,40 @@ def landmarks_record(path: str, landmarks, width: int, height: int) -> dict:
             "pixels": [[round(float(x), 2), round(float(y), 2)] for x, y in unit_to_pixels(unit, width, height)]}
 
 
+def write_table(detector, inputs, table: str) -> str:
+    """68-point rows `name x0 y0 ... x67 y67` (pixels) for images and folders (recursive), the file
+    `landmarks68` of core.image-folder / core.celeba / core.celeba-hq reads; names are relative to
+    the folder given. Images without a detected face are left out and counted."""
+    from genfw.core.data.files import find_images
+    from genfw.core.images import read_image
+    from genfw.core.landmarks import unit_to_pixels
+
+    from tqdm import tqdm
+
+    items = []
+    for name in inputs:
+        p = Path(name).expanduser()
+        items += [(f, f.relative_to(p)) for f in find_images(p)] if p.is_dir() else [(p, Path(p.name))]
+    if not items:
+        raise GenfwError(f"no images in {', '.join(inputs)}")
+    rows, missed = [], []
+    for path, rel in tqdm(items, desc="landmarks", unit="img", disable=None, leave=False):
+        img = read_image(path, channels=3)
+        lm, found = detector(img.unsqueeze(0))
+        if not bool(found[0]):
+            missed.append(str(rel))
+            continue
+        h, w = img.shape[-2:]
+        pts = unit_to_pixels(lm[0].double().numpy(), w, h)
+        rows.append(f"{rel} " + " ".join(f"{v:.2f}" for v in pts.ravel()))
+    target = Path(table).expanduser()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("\n".join(rows) + ("\n" if rows else ""))
+    note = f"; {len(missed)} without a face left out ({', '.join(missed[:5])}{' ...' if len(missed) > 5 else ''})" \
+        if missed else ""
+    return f"wrote {len(rows)} landmark rows to {target}{note}"
+
+
 def add_commands(group: click.Group) -> None:
     @group.command("landmarks")
     @click.argument("images", nargs=-1, required=True)
@@ -72,11 +106,17 @@ def add_commands(group: click.Group) -> None:
     @click.option("-o", "--out", default=None, help="Overlay PNG (several images: OUT-<image>.png).")
     @click.option("--json", "as_json", is_flag=True, help="Print the coordinates as JSON.")
     @click.option("--device", default="auto", show_default=True, help="fan only: auto | cpu | cuda | cuda:N")
-    def landmarks(images, backend, weights, out, as_json, device):
+    @click.option("--table", default=None, metavar="FILE",
+                  help="Write a 68-point file (name x0 y0 ... x67 y67) for IMAGES and folders, e.g. "
+                       "DATA/landmarks68.txt for training landmark-conditioned models on your data.")
+    def landmarks(images, backend, weights, out, as_json, device, table):
         """Detect the 68 iBUG face landmarks of each IMAGE ((x, y) in [0, 1] and in pixels)."""
         from genfw.core.images import read_image, save_image
 
         detector = build_detector(backend, weights, device)
+        if table:
+            click.echo(write_table(detector, images, table))
+            return
         records = []
         for name in images:
             img = read_image(name, channels=3)

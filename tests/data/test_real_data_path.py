@@ -229,3 +229,30 @@ def test_genfw_masks_sizes_and_files(tmp_path):
     assert len(gen) == 3
     res = invoke("masks", "--size", "3x5")
     assert res.exit_code == 2 and "error: --size" in res.output
+
+
+def test_landmarks_table_for_a_folder_feeds_the_dataset(tmp_path):
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    from genfw.core.data import ImageFolder, ImageFolderConfig
+
+    faces = tmp_path / "faces"
+    (faces / "sub").mkdir(parents=True)
+    face = skimage.data.astronaut()[0:256, 100:356]
+    Image.fromarray(face).save(faces / "astro.png")
+    Image.fromarray(np.ascontiguousarray(face[:, ::-1])).save(faces / "sub" / "mirror.png")
+    Image.fromarray(skimage.data.coffee()).save(faces / "coffee.jpg")
+    res = invoke("landmarks", faces, "--table", faces / "landmarks68.txt")
+    assert res.exit_code == 0, res.output
+    assert "wrote 2 landmark rows" in res.output and "1 without a face left out (coffee.jpg)" in res.output
+    rows = [ln.split() for ln in (faces / "landmarks68.txt").read_text().splitlines()]
+    assert sorted(r[0] for r in rows) == ["astro.png", "sub/mirror.png"] and all(len(r) == 137 for r in rows)
+    with pytest.warns(UserWarning, match=r"1 image\(s\) without a row in landmarks68.txt \(coffee.jpg\)"):
+        ds = ImageFolder(ImageFolderConfig(root=str(faces), landmarks68="landmarks68.txt", image_size=64))
+    a, m = ds[0]["landmarks"], ds[1]["landmarks"]  # astro.png, sub/mirror.png (sorted paths)
+    # the mirrored face's landmarks are the flipped ones, to a few pixels of detector noise
+    from genfw.core.data import flip_landmarks
+
+    assert (flip_landmarks(a) - m).abs().max() < 0.05
