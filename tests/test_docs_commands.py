@@ -16,7 +16,8 @@ Use it sparingly (GPU data, network, minutes of benchmarking).
 How they run (documented here, so a reader of the docs knows what "tested" means):
 * in a folder holding `runs/{introvae,csa,foam,lis}-default` (each trained 1 step from its default
   preset) and the placeholder files the docs name (face.png, photo.jpg, mask.png, ...: crops of
-  scikit-image's astronaut, so a landmark detector finds a face); `~` is a folder with tiny CelebA /
+  scikit-image's astronaut, so a landmark detector finds a face; face.json is its `genfw landmarks
+  --json`; run.toml a run's config.toml); `~` is a folder with tiny CelebA /
   CelebA-HQ roots and random VGG-16 / Inception weights in their real file formats;
 * `genfw run` gets `--steps 2` and its own `--out` (`--resume` runs continue a copy by one step); runs of a non-default preset are resolved with
   `--dry-run` (tests/test_presets_real_data.py trains every preset); `genfw eval` scores at most 8 images (`-n`);
@@ -44,7 +45,7 @@ ROOT = Path(__file__).parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 SHELL_LANGS = ("", "bash", "sh", "shell", "console")
 NOT_RUN = re.compile(r"<!--\s*not-run(?:\s+\"([^\"]+)\")?\s*:\s*(.*?)\s*-->")
-PLACEHOLDER = re.compile(r"(^|\s)[A-Z][A-Z0-9_]+(?=$|[\s.,/=])")
+PLACEHOLDER = re.compile(r"(^|[\s/])[A-Z][A-Z0-9_]+(?=$|[\s.,/=])")
 CAP_N = 8
 
 
@@ -215,10 +216,18 @@ def workspace(tmp_path_factory):
     mp.setenv("HOME", str(home))
     mp.setenv("TORCH_HOME", str(th))
     mp.chdir(cwd)
+    # FOAM grown to 8x8 (stage lengths of a few images) so its filters exist
+    grown = {"foam": ["--steps", "3", "--set", "algorithm.first_images=2", "--set", "algorithm.grow_images=[2]",
+                      "--set", "algorithm.stabilise_images=2"]}
     for plugin in ("introvae", "csa", "foam", "lis"):
         res = CliRunner().invoke(cli, ["run", "--plugin", plugin, "--steps", "1", "--no-progress", "--device", "cpu",
-                                       "--set", "train.batch_size=2", "--out", f"runs/{plugin}-default"])
+                                       "--set", "train.batch_size=2", "--out", f"runs/{plugin}-default",
+                                       *grown.get(plugin, [])])
         assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, ["landmarks", "face.png", "--json"])
+    assert res.exit_code == 0, res.output
+    (cwd / "face.json").write_text(res.output)
+    shutil.copy(cwd / "runs" / "csa-default" / "config.toml", cwd / "run.toml")
     yield {"cwd": cwd, "home": home, "torch_home": th}
     mp.undo()
 

@@ -3,11 +3,10 @@ in its real on-disk format (CelebA, CelebA-HQ, a plain folder; embedded data as 
 pretrained assets it needs present as random weights in their real file formats, found by the real
 weight resolution (torch hub cache), never through `allow_random_weights`.
 
-Sizes are shrunk with --set where the networks follow the data (`data.image_size`); presets whose
+Sizes are shrunk to 128 px with --set where the networks follow the data (`data.image_size`); presets whose
 networks fix the resolution (IntroVAE's channel lists) run at their paper size and, above 32 px, are
 marked slow. CSA's paper / reference presets (paper widths, VGG-16 consistency loss and feature
-discriminator) take 20-60 s and 3 GB even at 64 px on a 2-core CPU, and CSA needs 64 px for its
-attention level: those are marked slow too.
+discriminator) take 20-60 s and 3 GB even at 64 px on a 2-core CPU: those are marked slow too.
 """
 from __future__ import annotations
 
@@ -24,7 +23,7 @@ import realdata  # noqa: E402
 from genfw.core.config import preset_config  # noqa: E402
 from genfw.registry import get_registry  # noqa: E402
 
-FAST_SIZE = 64
+FAST_SIZE = 128  # FOAM's 1024 px widths (base 16) fail at 64 px in foam/networks.py (reported)
 HEAVY_AT_FAST_SIZE = {"csa.paper-256", "csa.paper-256-irregular", "csa.ref-256", "csa.ref-256-irregular"}
 FILE_DATA = ("core.celeba", "core.celeba-hq", "core.image-folder")
 
