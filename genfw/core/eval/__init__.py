@@ -1,0 +1,2 @@
+"""Evaluation as papers report it: fixed named mask sets, LPIPS, FID on completions, results folders
+and the paper-table presets (see docs/metrics.md)."""
