@@ -16,17 +16,25 @@ def _registry():
 @click.command("masks")
 @click.option("--kind", "kind", default="irregular", show_default=True,
               help="Any registered mask generator (see `genfw components`).")
-@click.option("-n", "count", default=16, show_default=True, type=click.IntRange(1, 1024), help="Masks to draw.")
+@click.option("-n", "count", default=16, show_default=True, type=click.IntRange(1), help="Masks to draw.")
 @click.option("--size", default=256, show_default=True, type=click.IntRange(4, 8192), help="Mask side in pixels.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the mask generator.")
 @click.option("--set", "options", multiple=True, metavar="KEY=VALUE",
-              help="Mask option, e.g. --set ratio=[0.2,0.3] or --set root=masks/ (repeatable).")
+              help="Mask option, e.g. --set ratio=[0.2,0.3] or --set root=masks/ (repeatable); or the name "
+                   "of an evaluation mask set (thin, medium, thick, irregular, pconv, center, rect): writes "
+                   "masks 0..N-1 of that set as PNGs plus maskset.json into the folder -o.")
 @click.option("-o", "--out", default="masks.png", show_default=True, help="Output PNG grid.")
 def masks_cmd(kind: str, count: int, size: int, seed: int, options: tuple[str, ...], out: str) -> None:
     """Render example masks (white = hole) as a grid (or one mask file with -n 1), with their hole ratios."""
     import torch
 
+    from genfw.cli.eval_report import is_mask_set_request, write_mask_set
     from genfw.core.config import apply_overrides
+
+    if is_mask_set_request(options):
+        return write_mask_set(options, size, count, out)
+    if count > 1024:
+        raise click.BadParameter("at most 1024 masks in a grid", param_hint="-n")
     from genfw.core.images import save_grid, save_image
     from genfw.core.masks import hole_ratio
 
