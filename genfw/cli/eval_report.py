@@ -27,3 +27,221 @@ def write_mask_set(options: tuple[str, ...], size: int, count: int, out: str) ->
     r = meta["hole_ratio"]
     click.echo(f"wrote mask set {name} ({size} px, {count} masks) to {out}: sha256 {meta['sha256']} "
                f"(hole ratio min {min(r):.3f}, mean {sum(r) / len(r):.3f}, max {max(r):.3f})")
+
+
+# --- genfw eval --report ------------------------------------------------------------------------
+INPAINT_DEFAULT = "inpaint,lpips,fid,kid"
+GENERATION_DEFAULT = "fid,kid,msssim"
+RESIZE_MODE = "centre crop to square, then area (shrink) / bicubic (enlarge) resize to the model's size"
+
+
+def report_options(f):
+    """The options `genfw eval` gains for results folders (one decorator, so eval_cmd stays small)."""
+    opts = [
+        click.option("--report", "report", default=None, metavar="DIR",
+                     help="Write a results folder (scores.json, scores.md, per-bin plot, image grids)."),
+        click.option("--task", "task", type=click.Choice(["inpaint", "generation"]), default=None,
+                     help="With --report: what to score (default: inpaint if the model can, else generation)."),
+        click.option("--mask-set", "mask_set", default=None, metavar="NAME|DIR",
+                     help="With --report: a named mask set (thin, medium, thick, irregular, pconv, center, rect) "
+                          "or a folder of mask images (white = hole). Default: irregular."),
+        click.option("--mask-invert", "mask_invert", is_flag=True, help="The --mask-set folder stores black = hole."),
+        click.option("--table", "table", default=None, metavar="PRESET",
+                     help="With --report: a paper table (csa-table2, csa-table1, foam-table1, introvae-table2, lis-is)."),
+        click.option("--fid-on", "fid_on", type=click.Choice(["composited", "raw"]), default="composited",
+                     show_default=True, help="Inpainting FID/KID on composited completions or the raw output."),
+        click.option("--keep-completions", is_flag=True, help="Keep the completion PNGs in DIR/completions."),
+        click.option("--pairs", "pairs", default=1000, show_default=True, type=click.IntRange(1),
+                     help="MS-SSIM pairs (IntroVAE: 10000)."),
+        click.option("--vgg-weights", default="", metavar="PATH", help="VGG-16 for LPIPS (asset vgg16-imagenet)."),
+        click.option("--lpips-weights", default="", metavar="PATH", help="LPIPS heads (asset lpips-vgg)."),
+        click.option("--progress/--no-progress", "progress", default=True, help="Progress bars on stderr."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _metric_list(metrics: str, task: str) -> list[str]:
+    from genfw.core.eval.generation_eval import METRICS as GEN
+    from genfw.core.eval.inpaint_eval import METRICS as INP, PIXEL_METRICS
+
+    names = []
+    for m in (x.strip() for x in metrics.split(",")):
+        if not m:
+            continue
+        names += list(PIXEL_METRICS) if (m == "inpaint" and task == "inpaint") else [m]
+    allowed = INP if task == "inpaint" else GEN
+    bad = [m for m in names if m not in allowed]
+    if bad or not names:
+        hint = "inpaint (= l1,l2,psnr,ssim), " + ", ".join(INP) if task == "inpaint" else ", ".join(GEN)
+        raise GenfwError(f"--metrics {', '.join(bad) or metrics!r} not available for --task {task}; choose from {hint}")
+    if task == "inpaint":
+        names = list(dict.fromkeys([*PIXEL_METRICS, *names]))  # pixel scores cost nothing: always there
+    return list(dict.fromkeys(names))
+
+
+def eval_dataset(registry, cfg, data_path: str | None, size: int, channels: int):
+    """(dataset, the spec it was built from): --data as an image folder, else the run's data with its
+    held-out split where it has one, never flipped."""
+    import attrs
+
+    if data_path:
+        spec = {"type": "core.image-folder", "root": data_path}
+    else:
+        spec = dict(cfg.data)
+        entry = registry.get(str(spec.get("type", "")), kind="dataset")
+        if entry.config is not None and "split" in attrs.fields_dict(entry.config):
+            spec["split"] = "test"
+        spec["flip"] = False
+    spec.update({"image_size": size, "channels": channels})
+    return registry.build(spec, kind="dataset", path="data"), spec
+
+
+def run_report(*, run: str, metrics: str, metrics_defaulted: bool, data_path: str | None, masks: str | None,
+               count: int, batch_size: int, seed: int, weights: str, device: str, report: str | None,
+               task: str | None, mask_set: str | None, mask_invert: bool, table: str | None, fid_on: str,
+               keep_completions: bool, pairs: int, vgg_weights: str, lpips_weights: str, progress: bool) -> None:
+    from pathlib import Path
+
+    from genfw.core.checkpoint import load_run
+    from genfw.core.eval.presets import get_preset
+    from genfw.registry import get_registry
+
+    if not report:
+        given = [n for n, v in (("--task", task), ("--mask-set", mask_set), ("--table", table)) if v]
+        raise GenfwError(f"{', '.join(given)} need --report DIR (the results folder to write)")
+    if masks:
+        raise GenfwError("--masks draws fresh masks; with --report use --mask-set NAME|DIR (fixed, hashed masks)")
+    preset = get_preset(table) if table else None
+    if preset and task and task != preset.task:
+        raise GenfwError(f"--table {table} is a {preset.task} table, not --task {task}")
+    if preset and not metrics_defaulted:
+        raise GenfwError(f"--table {table} fixes its metrics ({', '.join(preset.metrics)}); drop --metrics")
+    out_dir = Path(report).expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise GenfwError(f"--report {out_dir} exists and is not a folder")
+    algo, cfg = load_run(run, device=device)
+    caps = algo.capabilities()
+    task = task or (preset.task if preset else ("inpaint" if "inpaint" in caps else "generation"))
+    need = "inpaint" if task == "inpaint" else "sample"
+    if need not in caps:
+        raise GenfwError(f"{type(algo).__name__} cannot {need}, so --task {task} does not apply")
+    if preset:
+        wanted = list(preset.metrics) if task == "generation" else _metric_list(",".join(preset.metrics), task)
+        wanted = [m for m in wanted if m in preset.metrics]
+    else:
+        wanted = _metric_list(metrics if not metrics_defaulted else
+                              (INPAINT_DEFAULT if task == "inpaint" else GENERATION_DEFAULT), task)
+    registry = get_registry()
+    size = int(algo.ctx.image_size)
+    dataset, data_spec = eval_dataset(registry, cfg, data_path, size, algo.ctx.channels)
+    dev = "cuda" if str(algo.ctx.device).startswith("cuda") else "cpu"
+    import torch
+
+    from genfw import __version__
+
+    prov = {"genfw": __version__, "torch": torch.__version__, "checkpoint": getattr(algo, "checkpoint_dir", ""),
+            "checkpoint_step": getattr(algo, "checkpoint_step", 0), "algorithm": cfg.algorithm.get("type", ""),
+            "data": data_spec, "resolution": size, "channels": algo.ctx.channels, "resize": RESIZE_MODE,
+            "seed": seed, "batch_size": f"{batch_size} (no score depends on it)", "device": str(algo.ctx.device),
+            "table": table or ""}
+    warnings = []
+    if preset:
+        if size != preset.size:
+            warnings.append(f"evaluated at {size} px; the paper's table is at {preset.size} px: not comparable")
+        warnings.append(f"the paper evaluated on {preset.data}"
+                        + (f" with {preset.count} images" if preset.count else "") + "; compare only like with like")
+        if preset.notes:
+            warnings.append(preset.notes)
+    if task == "inpaint":
+        _inpaint_report(algo, dataset, out_dir, wanted, preset, prov, warnings, count=count, batch_size=batch_size,
+                        seed=seed, weights=weights, device=dev, mask_set=mask_set, mask_invert=mask_invert,
+                        fid_on=fid_on, keep=keep_completions, vgg=vgg_weights, lpips=lpips_weights, progress=progress)
+    else:
+        _generation_report(algo, dataset, out_dir, wanted, preset, prov, warnings, count=count, batch_size=batch_size,
+                           seed=seed, weights=weights, device=dev, pairs=pairs, progress=progress)
+
+
+def _inpaint_report(algo, dataset, out_dir, wanted, preset, prov, warnings, *, count, batch_size, seed, weights,
+                    device, mask_set, mask_invert, fid_on, keep, vgg, lpips, progress) -> None:
+    from genfw.core.eval import results
+    from genfw.core.eval.inpaint_eval import InpaintEvalOptions, cleanup, evaluate_inpainting
+    from genfw.core.eval.mask_sets import bin_label, open_set
+
+    size = int(algo.ctx.image_size)
+    n = min(count, len(dataset))
+    ms = open_set(mask_set or (preset.mask_set if preset else "irregular"), size, n, invert=mask_invert)
+    opts = InpaintEvalOptions(count=n, batch_size=batch_size, metrics=wanted, fid_on=fid_on, weights=weights,
+                              vgg_weights=vgg, lpips_weights=lpips, seed=seed, device=device, progress=progress,
+                              keep_completions=keep)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res = evaluate_inpainting(algo, dataset, ms, opts, out_dir)
+    try:
+        prov.update({"task": "inpaint", "images": n, "mask_set": ms.provenance(), "scored_on": "composited",
+                     "fid_on": fid_on, **res["provenance_extra"]})
+        if "lpips_provenance" in res:
+            prov["lpips"] = res["lpips_provenance"]
+        if "fidelity_provenance" in res:
+            prov["fidelity"] = res["fidelity_provenance"]
+        columns = [bin_label(*b) for b in ms.bins] + ["overall"]
+        ours = {**res["bins"], "overall": res["overall"]}
+        per_bin = preset.per_bin if preset else True
+        rows = [(f"ours ({ms.name}, {n} images)", ours)] + (list(preset.paper) if preset else [])
+        shown = [m for m in wanted if m != "kid"] + (["kid"] if "kid" in wanted else [])
+        table_md = results.markdown_table(columns if per_bin else ["overall"], shown, rows, per_bin)
+        scores = {"task": "inpaint", "table": preset.name if preset else "", "metrics": wanted,
+                  "overall": res["overall"], "bins": res["bins"],
+                  "paper": [{"source": label, "scores": s} for label, s in (preset.paper if preset else [])],
+                  "provenance": prov}
+        pics = results.inpaint_pictures(out_dir, res, ms, wanted)
+        title = preset.title if preset else f"Inpainting, mask set {ms.name}"
+        written = results.write(out_dir, scores, table_md, title, warnings, pics)
+    finally:
+        cleanup(res)
+    click.echo(f"{title}\n")
+    for w in warnings:
+        click.echo(f"note: {w}")
+    click.echo(table_md)
+    click.echo(f"\nmask set {ms.name} sha256 {ms.sha256()}\nwrote {', '.join(str(p) for p in written)}")
+
+
+def _generation_report(algo, dataset, out_dir, wanted, preset, prov, warnings, *, count, batch_size, seed, weights,
+                       device, pairs, progress) -> None:
+    from genfw.core.eval import results
+    from genfw.core.eval.generation_eval import GenerationEvalOptions, evaluate_generation
+
+    sweeps = [({}, f"ours ({count} samples)")]
+    if preset and preset.sweep_lis_steps:
+        k = algo.lis_k() if hasattr(algo, "lis_k") else 0
+        if k == 0:
+            raise GenfwError(f"--table {preset.name} needs a generator with LIS modules (this run has none)")
+        sweeps = [({"lis_steps": s}, f"ours, {s} of {k} ({count} samples)") for s in range(k + 1)]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows, runs = [], []
+    last = None
+    for options, label in sweeps:
+        opts = GenerationEvalOptions(count=count, batch_size=batch_size, metrics=wanted, weights=weights, seed=seed,
+                                     device=device, progress=progress, pairs=pairs, sample_options=options)
+        last = evaluate_generation(algo, dataset, opts, out_dir)
+        rows.append((label, {"overall": last["overall"]}))
+        runs.append({"label": label, "sample_options": options, "overall": last["overall"]})
+        if "msssim" in last["overall"]:
+            rows.append(("real images", {"overall": {"msssim": last["overall"]["msssim_real"]}}))
+    prov.update({"task": "generation", **last["provenance_extra"]})
+    prov.pop("sample_options", None)
+    if "fidelity_provenance" in last:
+        prov["fidelity"] = last["fidelity_provenance"]
+    table_md = results.markdown_table(["overall"], wanted, rows + (list(preset.paper) if preset else []), False)
+    scores = {"task": "generation", "table": preset.name if preset else "", "metrics": wanted,
+              "overall": runs[0]["overall"], "rows": runs,
+              "paper": [{"source": label, "scores": s} for label, s in (preset.paper if preset else [])],
+              "provenance": prov}
+    pics = results.generation_pictures(out_dir, last)
+    title = preset.title if preset else "Generation"
+    written = results.write(out_dir, scores, table_md, title, warnings, pics)
+    click.echo(f"{title}\n")
+    for w in warnings:
+        click.echo(f"note: {w}")
+    click.echo(table_md)
+    click.echo(f"\nwrote {', '.join(str(p) for p in written)}")
