@@ -1,0 +1,141 @@
+"""`genfw eval --report`: results folders, FID on completions equal to torch-fidelity called
+directly, reference features reused by content hash, batch-size invariance, paper tables."""
+import json
+import os
+import tempfile
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from genfw.cli import cli
+
+
+def _eval(run, out, *args):
+    res = CliRunner().invoke(cli, ["eval", str(run), "--report", str(out), "--device", "cpu", "--no-progress", *args])
+    assert res.exit_code == 0, res.output
+    return res.output, json.loads((out / "scores.json").read_text())
+
+
+def test_inpaint_report_folder_fid_equals_torch_fidelity(csa_run, weight_files, tmp_path):
+    import torch_fidelity
+
+    from genfw.core.checkpoint import load_run
+    from genfw.core.eval.mask_sets import GeneratedMaskSet
+    from genfw.core.fidelity import to_uint8_rgb
+    from genfw.registry import get_registry
+
+    torch.set_num_threads(1)
+    w = weight_files
+    out, scores = _eval(csa_run, tmp_path / "rep", "-n", "8", "--batch-size", "3", "--mask-set", "thick",
+                        "--metrics", "inpaint,lpips,fid,kid", "--weights", w["inception"],
+                        "--vgg-weights", w["vgg"], "--lpips-weights", w["heads"])
+    files = sorted(p.name for p in (tmp_path / "rep").iterdir())
+    assert files == ["completions.png", "per_bin.png", "per_image.csv", "scores.json", "scores.md"]
+    p = scores["provenance"]
+    ms = GeneratedMaskSet("thick", 32, 8)
+    assert p["mask_set"]["name"] == "thick" and p["mask_set"]["sha256"] == ms.sha256() and ms.sha256() in out
+    assert p["fid_on"] == "composited" and p["images"] == 8 and p["resolution"] == 32
+    assert p["fidelity"]["weights_sha256"] and p["lpips"]["heads_file"] == w["heads"]
+    assert p["fidelity"]["reference"]["reused"] is False
+    assert set(scores["overall"]) >= {"l1", "l2", "psnr", "ssim", "lpips", "fid", "kid"}
+    assert sum(b["count"] for b in scores["bins"].values()) == 8
+
+    # the same composited completions, made here, scored by torch-fidelity directly
+    algo, cfg = load_run(str(csa_run), device="cpu")
+    reg = get_registry()
+    spec = {**cfg.data, "split": "test", "flip": False, "image_size": 32, "channels": 3}
+    entry = reg.get(spec["type"], kind="dataset")
+    import attrs
+    if "split" not in attrs.fields_dict(entry.config):
+        spec.pop("split")
+    data = reg.build(spec, kind="dataset")
+    real = torch.stack([data[i]["image"] for i in range(8)])
+    masks = ms.masks(0, 8)
+    comp = real * (1 - masks) + algo.inpaint(real, masks)["output"].cpu() * masks
+
+    class D(torch.utils.data.Dataset):
+        def __init__(self, x):
+            self.x = to_uint8_rgb(x)
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return self.x[i]
+
+    raw = torch_fidelity.calculate_metrics(input1=D(comp), input2=D(real), fid=True, kid=True, cuda=False,
+                                           feature_extractor="inception-v3-compat", kid_subset_size=8,
+                                           feature_extractor_weights_path=w["inception"], rng_seed=0,
+                                           verbose=False, batch_size=4)
+    assert scores["overall"]["fid"] == pytest.approx(raw["frechet_inception_distance"], rel=1e-4)
+    assert scores["overall"]["kid"] == pytest.approx(raw["kernel_inception_distance_mean"], rel=1e-3, abs=1e-7)
+    md = (tmp_path / "rep" / "scores.md").read_text()
+    assert "| LPIPS |" in md and "completions.png" in md and ms.sha256() in md
+
+
+def test_batch_size_never_changes_a_score_and_reference_is_reused(csa_run, weight_files, tmp_path):
+    torch.set_num_threads(1)
+    w = weight_files
+    common = ["-n", "6", "--mask-set", "irregular", "--metrics", "inpaint,fid", "--weights", w["inception"]]
+    _, a = _eval(csa_run, tmp_path / "a", *common, "--batch-size", "1")
+    _, b = _eval(csa_run, tmp_path / "b", *common, "--batch-size", "4")
+    for key in ("l1", "l2", "psnr", "ssim", "fid"):
+        assert a["overall"][key] == pytest.approx(b["overall"][key], rel=1e-5, abs=1e-6), key
+    assert {k: v["count"] for k, v in a["bins"].items()} == {k: v["count"] for k, v in b["bins"].items()} \
+        == {"10-20%": 2, "20-30%": 2, "30-40%": 1, "40-50%": 1}
+    ra, rb = a["provenance"]["fidelity"]["reference"], b["provenance"]["fidelity"]["reference"]
+    assert ra["reused"] is False and rb["reused"] is True and ra["sha256"] == rb["sha256"]
+    assert os.path.isfile(rb["cache_file"])
+
+
+def test_csa_table2_preset_runs_offline(csa_run, tmp_path):
+    torch.set_num_threads(1)
+    out, scores = _eval(csa_run, tmp_path / "t2", "--table", "csa-table2", "-n", "8")
+    assert scores["table"] == "csa-table2" and scores["metrics"] == ["l1", "l2", "psnr", "ssim"]
+    assert list(scores["bins"]) == ["10-20%", "20-30%", "30-40%", "40-50%"]
+    assert "| CSA (paper) | 0.72 | 0.94 | 2.18 | 2.85 | - |" in out
+    assert "evaluated at 32 px; the paper's table is at 256 px" in out
+    _, center = _eval(csa_run, tmp_path / "t1", "--table", "csa-table1", "-n", "4")
+    assert center["provenance"]["mask_set"]["name"] == "center" and center["overall"]["hole_ratio"] == 0.25
+
+
+def test_generation_report_with_neighbours_and_batch_invariance(introvae_run, weight_files, tmp_path):
+    torch.set_num_threads(1)
+    w = weight_files
+    common = ["-n", "10", "--metrics", "fid,kid,msssim", "--weights", w["inception"], "--pairs", "20"]
+    out, a = _eval(introvae_run, tmp_path / "g1", *common, "--batch-size", "3")
+    _, b = _eval(introvae_run, tmp_path / "g2", *common, "--batch-size", "7")
+    assert sorted(p.name for p in (tmp_path / "g1").iterdir()) == ["neighbours.png", "samples.png", "scores.json",
+                                                                   "scores.md"]
+    for key in ("fid", "kid", "msssim", "msssim_real"):
+        assert a["overall"][key] == pytest.approx(b["overall"][key], rel=1e-5, abs=1e-7), key
+    p = a["provenance"]
+    assert p["task"] == "generation" and p["fidelity"]["num_samples"] == {"generated": 10, "real": 10}
+    assert p["msssim"]["pairs"] == 20 and b["provenance"]["fidelity"]["reference"]["reused"] is True
+    assert "| MS-SSIM |" in out.replace("MS-SSIM (real)", "x") or "MS-SSIM" in out
+
+
+def test_introvae_table_and_lis_sweep(introvae_run, weight_files, tmp_path, tmp_path_factory):
+    torch.set_num_threads(1)
+    w = weight_files
+    out, s = _eval(introvae_run, tmp_path / "iv", "--table", "introvae-table2", "-n", "8", "--weights",
+                   w["inception"], "--pairs", "10")
+    assert "| IntroVAE (paper) | 5.19 | 0.2719 |" in out and s["table"] == "introvae-table2"
+    res = CliRunner().invoke(cli, ["eval", str(introvae_run), "--report", str(tmp_path / "x"), "--table", "lis-is",
+                                   "--weights", w["inception"], "-n", "4", "--no-progress"])
+    assert res.exit_code == 2 and "needs a generator with LIS modules" in res.output
+
+
+def test_report_option_errors(csa_run, tmp_path):
+    runner = CliRunner()
+    cases = [(["--table", "csa-table2"], "need --report DIR"),
+             (["--report", str(tmp_path / "r"), "--table", "csa-tabel2"], "did you mean: csa-table2"),
+             (["--report", str(tmp_path / "r"), "--table", "csa-table2", "--metrics", "l1"], "fixes its metrics"),
+             (["--report", str(tmp_path / "r"), "--masks", "center"], "use --mask-set"),
+             (["--report", str(tmp_path / "r"), "--metrics", "fid,msssim"], "not available for --task inpaint"),
+             (["--report", str(tmp_path / "r"), "--task", "generation"], "cannot sample"),
+             (["--report", str(tmp_path / "r"), "--mask-set", "thik"], "did you mean: thick")]
+    for args, msg in cases:
+        res = runner.invoke(cli, ["eval", str(csa_run), "--no-progress", *args])
+        assert res.exit_code == 2 and msg in res.output and "Traceback" not in res.output, (args, res.output)
