@@ -142,7 +142,9 @@ def evaluate_inpainting(algo, dataset, mask_set: MaskSet, opts: InpaintEvalOptio
             _merge_fid(result["overall"], overall)
             for b, (lo, hi) in enumerate(mask_set.bins):
                 idx = [i for i, k in enumerate(bins) if k == b]
-                if len(idx) >= 2:
+                if len(idx) == len(bins):  # every image in this bin: the overall scores are its scores
+                    _merge_fid(result["bins"][bin_label(lo, hi)], overall)
+                elif len(idx) >= 2:
                     s, _ = F.scores(F.subset(fake, idx), F.subset(real, idx), want_fid, seed=opts.seed)
                     _merge_fid(result["bins"][bin_label(lo, hi)], s)
             result["fidelity_provenance"] = {**features.provenance, **used, "reference": ref_info,
