@@ -117,7 +117,7 @@ def add_commands(group: click.Group) -> None:
             defaulted = click.get_current_context().get_parameter_source("metrics").name == "DEFAULT"
             return run_report(run=run, metrics=metrics, metrics_defaulted=defaulted, data_path=data_path,
                               masks=masks, count=count, batch_size=batch_size, seed=seed, weights=weights,
-                              device=device, **report)
+                              device=device, as_json=as_json, **report)
         from genfw.core.checkpoint import load_run
         from genfw.core.inpaint_metrics import format_table
         from genfw.registry import get_registry

@@ -101,7 +101,8 @@ def eval_dataset(registry, cfg, data_path: str | None, size: int, channels: int)
 def run_report(*, run: str, metrics: str, metrics_defaulted: bool, data_path: str | None, masks: str | None,
                count: int, batch_size: int, seed: int, weights: str, device: str, report: str | None,
                task: str | None, mask_set: str | None, mask_invert: bool, table: str | None, fid_on: str,
-               keep_completions: bool, pairs: int, vgg_weights: str, lpips_weights: str, progress: bool) -> None:
+               keep_completions: bool, pairs: int, vgg_weights: str, lpips_weights: str, progress: bool,
+               as_json: bool = False) -> None:
     from pathlib import Path
 
     from genfw.core.checkpoint import load_run
@@ -157,14 +158,15 @@ def run_report(*, run: str, metrics: str, metrics_defaulted: bool, data_path: st
     if task == "inpaint":
         _inpaint_report(algo, dataset, out_dir, wanted, preset, prov, warnings, count=count, batch_size=batch_size,
                         seed=seed, weights=weights, device=dev, mask_set=mask_set, mask_invert=mask_invert,
-                        fid_on=fid_on, keep=keep_completions, vgg=vgg_weights, lpips=lpips_weights, progress=progress)
+                        fid_on=fid_on, keep=keep_completions, vgg=vgg_weights, lpips=lpips_weights, progress=progress,
+                        as_json=as_json)
     else:
         _generation_report(algo, dataset, out_dir, wanted, preset, prov, warnings, count=count, batch_size=batch_size,
-                           seed=seed, weights=weights, device=dev, pairs=pairs, progress=progress)
+                           seed=seed, weights=weights, device=dev, pairs=pairs, progress=progress, as_json=as_json)
 
 
 def _inpaint_report(algo, dataset, out_dir, wanted, preset, prov, warnings, *, count, batch_size, seed, weights,
-                    device, mask_set, mask_invert, fid_on, keep, vgg, lpips, progress) -> None:
+                    device, mask_set, mask_invert, fid_on, keep, vgg, lpips, progress, as_json) -> None:
     from genfw.core.eval import results
     from genfw.core.eval.inpaint_eval import InpaintEvalOptions, cleanup, evaluate_inpainting
     from genfw.core.eval.mask_sets import bin_label, open_set
@@ -199,15 +201,11 @@ def _inpaint_report(algo, dataset, out_dir, wanted, preset, prov, warnings, *, c
         written = results.write(out_dir, scores, table_md, title, warnings, pics)
     finally:
         cleanup(res)
-    click.echo(f"{title}\n")
-    for w in warnings:
-        click.echo(f"note: {w}")
-    click.echo(table_md)
-    click.echo(f"\nmask set {ms.name} sha256 {ms.sha256()}\nwrote {', '.join(str(p) for p in written)}")
+    _print(out_dir, title, warnings, table_md, written, as_json, f"mask set {ms.name} sha256 {ms.sha256()}")
 
 
 def _generation_report(algo, dataset, out_dir, wanted, preset, prov, warnings, *, count, batch_size, seed, weights,
-                       device, pairs, progress) -> None:
+                       device, pairs, progress, as_json) -> None:
     from genfw.core.eval import results
     from genfw.core.eval.generation_eval import GenerationEvalOptions, evaluate_generation
 
@@ -226,8 +224,9 @@ def _generation_report(algo, dataset, out_dir, wanted, preset, prov, warnings, *
         last = evaluate_generation(algo, dataset, opts, out_dir)
         rows.append((label, {"overall": last["overall"]}))
         runs.append({"label": label, "sample_options": options, "overall": last["overall"]})
-        if "msssim" in last["overall"]:
-            rows.append(("real images", {"overall": {"msssim": last["overall"]["msssim_real"]}}))
+    real = {m: last["overall"][f"{m}_real"] for m in ("msssim", "isc") if f"{m}_real" in last["overall"]}
+    if real:
+        rows.append((f"real images ({min(count, len(dataset))})", {"overall": real}))
     prov.update({"task": "generation", **last["provenance_extra"]})
     prov.pop("sample_options", None)
     if "fidelity_provenance" in last:
@@ -240,8 +239,15 @@ def _generation_report(algo, dataset, out_dir, wanted, preset, prov, warnings, *
     pics = results.generation_pictures(out_dir, last)
     title = preset.title if preset else "Generation"
     written = results.write(out_dir, scores, table_md, title, warnings, pics)
+    _print(out_dir, title, warnings, table_md, written, as_json)
+
+
+def _print(out_dir, title, warnings, table_md, written, as_json, extra: str = "") -> None:
+    if as_json:  # the file just written, so the printed JSON is exactly what scores.json holds
+        click.echo((out_dir / "scores.json").read_text())
+        return
     click.echo(f"{title}\n")
     for w in warnings:
         click.echo(f"note: {w}")
     click.echo(table_md)
-    click.echo(f"\nwrote {', '.join(str(p) for p in written)}")
+    click.echo(("\n" + extra if extra else "") + f"\nwrote {', '.join(str(p) for p in written)}")

@@ -68,3 +68,9 @@ def csa_run(tmp_path_factory):
 def introvae_run(tmp_path_factory):
     return _train(tmp_path_factory, "introvae", ["--plugin", "introvae", "--steps", "2", "--set", "train.batch_size=4",
                                                  "--set", "train.checkpoint_every=2", "--set", "train.sample_every=0"])
+
+
+@pytest.fixture(scope="session")
+def lis_run(tmp_path_factory):
+    return _train(tmp_path_factory, "lis", ["--plugin", "lis", "--steps", "2", "--set", "train.batch_size=4",
+                                            "--set", "train.checkpoint_every=2", "--set", "train.sample_every=0"])

@@ -127,7 +127,7 @@ def test_generation_report_pictures_and_batch_invariance(introvae_run, tmp_path)
     assert 0 < a["overall"]["msssim_real"] < 1
     p = a["provenance"]
     assert p["task"] == "generation" and p["msssim"]["pairs"] == 30 and p["num_samples"] == 12
-    assert "| MS-SSIM |" in out and "| real images |" in out
+    assert "| MS-SSIM |" in out and "| real images (12) |" in out
 
 
 @pytest.mark.slow
@@ -142,7 +142,7 @@ def test_generation_fid_batch_invariance(introvae_run, weight_files, tmp_path):
 
 
 @pytest.mark.slow
-def test_introvae_table_and_lis_sweep(introvae_run, weight_files, tmp_path, tmp_path_factory):
+def test_introvae_table_and_lis_sweep(introvae_run, lis_run, weight_files, tmp_path):
     torch.set_num_threads(1)
     w = weight_files
     out, s = _eval(introvae_run, tmp_path / "iv", "--table", "introvae-table2", "-n", "3", "--weights",
@@ -151,6 +151,10 @@ def test_introvae_table_and_lis_sweep(introvae_run, weight_files, tmp_path, tmp_
     res = CliRunner().invoke(cli, ["eval", str(introvae_run), "--report", str(tmp_path / "x"), "--table", "lis-is",
                                    "--weights", w["inception"], "-n", "4", "--no-progress"])
     assert res.exit_code == 2 and "needs a generator with LIS modules" in res.output
+    out, s = _eval(lis_run, tmp_path / "lis", "--table", "lis-is", "-n", "4", "--weights", w["inception"])
+    assert [r["sample_options"] for r in s["rows"]] == [{"lis_steps": k} for k in range(4)]
+    assert all(r["overall"]["isc"] >= 1 - 1e-6 for r in s["rows"]) and "| G-LIS 1 of 3 (paper) | 5.13 |" in out
+    assert "| real images (4) |" in out
 
 
 def test_report_option_errors(csa_run, tmp_path):

@@ -75,11 +75,12 @@ def evaluate_generation(algo, dataset, opts: GenerationEvalOptions, workdir: Pat
     from genfw.core.msssim import num_scales
 
     wanted = [m for m in FIDELITY if m in opts.metrics]
-    needs_real = any(m != "isc" for m in wanted) or "msssim" in opts.metrics
+    # real images always: the reference for every metric (IS of real images too) and the neighbours
     n = opts.count
-    n_real = min(n, len(dataset)) if needs_real else 0
-    if needs_real and n_real < 2:
+    n_real = min(n, len(dataset))
+    if n_real < 2:
         raise GenfwError("the real-image dataset has fewer than 2 images")
+    needs_real = True
     extractor = F.InceptionFeatures(opts.weights, opts.batch_size, opts.device, opts.progress) if wanted else None
     tmp = Path(tempfile.mkdtemp(prefix="genfw-eval-"))
     try:
@@ -137,6 +138,9 @@ def evaluate_generation(algo, dataset, opts: GenerationEvalOptions, workdir: Pat
             real_feats, ref = (extractor.reference(F.PngImages(real_files), real_hash.hexdigest())
                                if n_real else (None, None))
             s, used = F.scores(fake_feats, real_feats, wanted, seed=opts.seed)
+            if "isc" in wanted:  # the real images' IS: the paper's reference row
+                s_real, _ = F.scores(real_feats, None, ["isc"], seed=opts.seed)
+                out["overall"]["isc_real"] = s_real["isc"]["mean"]
             for name, v in s.items():
                 out["overall"].update({name: v["value"]} if name == "fid" else
                                       {name: v["mean"], f"{name}_std": v["std"]} if name in ("kid", "isc") else v)
