@@ -190,7 +190,8 @@ def _inpaint_report(algo, dataset, out_dir, wanted, preset, prov, warnings, *, c
         ours = {**res["bins"], "overall": res["overall"]}
         per_bin = preset.per_bin if preset else True
         rows = [(f"ours ({ms.name}, {n} images)", ours)] + (list(preset.paper) if preset else [])
-        shown = [m for m in wanted if m != "kid"] + (["kid"] if "kid" in wanted else [])
+        shown = [m for m in wanted if m not in ("kid", "ids")] + (["kid"] if "kid" in wanted else []) \
+            + (["pids", "uids"] if "ids" in wanted else [])
         table_md = results.markdown_table(columns if per_bin else ["overall"], shown, rows, per_bin)
         scores = {"task": "inpaint", "table": preset.name if preset else "", "metrics": wanted,
                   "overall": res["overall"], "bins": res["bins"],

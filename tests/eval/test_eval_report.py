@@ -28,7 +28,7 @@ def test_inpaint_report_folder_fid_equals_torch_fidelity(csa_run, weight_files, 
     torch.set_num_threads(1)
     w = weight_files
     out, scores = _eval(csa_run, tmp_path / "rep", "-n", "4", "--batch-size", "3", "--mask-set", "center",
-                        "--metrics", "inpaint,lpips,fid,kid", "--weights", w["inception"],
+                        "--metrics", "inpaint,lpips,fid,kid,ids", "--weights", w["inception"],
                         "--vgg-weights", w["vgg"], "--lpips-weights", w["heads"])
     files = sorted(p.name for p in (tmp_path / "rep").iterdir())
     assert files == ["completions.png", "per_bin.png", "per_image.csv", "scores.json", "scores.md"]
@@ -38,7 +38,8 @@ def test_inpaint_report_folder_fid_equals_torch_fidelity(csa_run, weight_files, 
     assert p["fid_on"] == "composited" and p["images"] == 4 and p["resolution"] == 32
     assert p["fidelity"]["weights_sha256"] and p["lpips"]["heads_file"] == w["heads"]
     assert p["fidelity"]["reference"]["reused"] is False
-    assert set(scores["overall"]) >= {"l1", "l2", "psnr", "ssim", "lpips", "fid", "kid"}
+    assert set(scores["overall"]) >= {"l1", "l2", "psnr", "ssim", "lpips", "fid", "kid", "pids", "uids"}
+    assert 0 <= scores["overall"]["pids"] <= 1 and 0 <= scores["overall"]["uids"] <= 1
     assert scores["bins"]["20-30%"]["count"] == 4 and scores["bins"]["20-30%"]["fid"] == scores["overall"]["fid"]
 
     # the same composited completions, made here, scored by torch-fidelity directly

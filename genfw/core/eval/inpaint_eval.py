@@ -27,8 +27,9 @@ from genfw.core.errors import GenfwError
 from genfw.core.eval.mask_sets import MaskSet, bin_label, bin_of
 
 PIXEL_METRICS = ("l1", "l2", "psnr", "ssim")
-METRICS = (*PIXEL_METRICS, "lpips", "fid", "kid")
-LOWER_IS_BETTER = {"l1": True, "l2": True, "psnr": False, "ssim": False, "lpips": True, "fid": True, "kid": True}
+METRICS = (*PIXEL_METRICS, "lpips", "fid", "kid", "ids")   # ids: P-IDS and U-IDS (overall only)
+LOWER_IS_BETTER = {"l1": True, "l2": True, "psnr": False, "ssim": False, "lpips": True, "fid": True, "kid": True,
+                   "pids": False, "uids": False}
 
 
 @attrs.define(kw_only=True)
@@ -74,7 +75,7 @@ def evaluate_inpainting(algo, dataset, mask_set: MaskSet, opts: InpaintEvalOptio
         lpips_net = LPIPS(vgg_path=opts.vgg_weights, heads_path=opts.lpips_weights).to(algo.ctx.device)
     want_fid = [m for m in ("fid", "kid") if m in opts.metrics]
     features = None
-    if want_fid:  # fail on missing Inception weights before the long loop
+    if want_fid or "ids" in opts.metrics:  # fail on missing Inception weights before the long loop
         from genfw.core.eval.features import InceptionFeatures
 
         features = InceptionFeatures(opts.weights, batch_size=opts.batch_size, device=opts.device,
@@ -138,10 +139,16 @@ def evaluate_inpainting(algo, dataset, mask_set: MaskSet, opts: InpaintEvalOptio
             real_sha = real_hash.hexdigest()
             fake = features.extract(PngImages(files), desc=f"Inception features ({opts.fid_on} completions)")
             real, ref_info = features.reference(PngImages(real_files), real_sha)
-            overall, used = F.scores(fake, real, want_fid, seed=opts.seed)
+            overall, used = F.scores(fake, real, want_fid, seed=opts.seed) if want_fid else ({}, {})
             _merge_fid(result["overall"], overall)
+            if "ids" in opts.metrics:
+                from genfw.core.eval.ids import pids_uids
+
+                result["overall"].update(pids_uids(real["2048"], fake["2048"]))
             for b, (lo, hi) in enumerate(mask_set.bins):
                 idx = [i for i, k in enumerate(bins) if k == b]
+                if not want_fid:
+                    break
                 if len(idx) == len(bins):  # every image in this bin: the overall scores are its scores
                     _merge_fid(result["bins"][bin_label(lo, hi)], overall)
                 elif len(idx) >= 2:

@@ -24,8 +24,10 @@ import torch
 from genfw.core.eval.plots import NAMES, bar_chart, labelled_grid, rank_groups
 
 FORMATS = {"l1": "{:.2f}", "l2": "{:.2f}", "psnr": "{:.2f}", "ssim": "{:.3f}", "lpips": "{:.4f}", "fid": "{:.2f}",
-           "kid": "{:.4f}", "isc": "{:.2f}", "msssim": "{:.4f}", "msssim_real": "{:.4f}"}
-LABELS = {**NAMES, "isc": "IS", "msssim": "MS-SSIM", "msssim_real": "MS-SSIM (real)"}
+           "kid": "{:.4f}", "isc": "{:.2f}", "msssim": "{:.4f}", "msssim_real": "{:.4f}", "pids": "{:.3f}",
+           "uids": "{:.3f}"}
+LABELS = {**NAMES, "isc": "IS", "msssim": "MS-SSIM", "msssim_real": "MS-SSIM (real)", "pids": "P-IDS",
+          "uids": "U-IDS"}
 
 
 def _atomic_text(path: Path, text: str) -> None:
