@@ -135,3 +135,15 @@ def test_masks_cli_writes_a_set(tmp_path):
     assert res.exit_code == 2 and "error:" in res.output
     res = CliRunner().invoke(cli, ["masks", "--set", "thik", "-o", str(tmp_path / "x")])
     assert res.exit_code == 2 and "did you mean: thick" in res.output
+
+
+def test_maskset_generator_draws_set_members():
+    from genfw.registry import get_registry
+
+    gen = get_registry().build({"type": "core.maskset", "name": "medium", "pool": 5}, kind="mask")
+    m = gen(7, 32, 32, torch.Generator().manual_seed(0))
+    s = M.GeneratedMaskSet("medium", 32, 5)
+    members = {s.mask(i).tobytes() for i in range(5)}
+    assert m.shape == (7, 1, 32, 32) and all((x[0].numpy() > 0.5).tobytes() in members for x in m)
+    with pytest.raises(Exception, match="did you mean: thick"):
+        get_registry().build({"type": "core.maskset", "name": "thik"}, kind="mask")
