@@ -137,6 +137,11 @@ def run_report(*, run: str, metrics: str, metrics_defaulted: bool, data_path: st
     registry = get_registry()
     size = int(algo.ctx.image_size)
     dataset, data_spec = eval_dataset(registry, cfg, data_path, size, algo.ctx.channels)
+    train_data = None
+    if task == "generation":  # neighbours come from the training images when those are not the evaluated ones
+        train_spec = {**dict(cfg.data), "flip": False, "image_size": size, "channels": algo.ctx.channels}
+        if train_spec != data_spec:
+            train_data = registry.build(train_spec, kind="dataset", path="data")
     dev = "cuda" if str(algo.ctx.device).startswith("cuda") else "cpu"
     import torch
 
@@ -161,7 +166,8 @@ def run_report(*, run: str, metrics: str, metrics_defaulted: bool, data_path: st
                         fid_on=fid_on, keep=keep_completions, vgg=vgg_weights, lpips=lpips_weights, progress=progress,
                         as_json=as_json)
     else:
-        _generation_report(algo, dataset, out_dir, wanted, preset, prov, warnings, count=count, batch_size=batch_size,
+        _generation_report(algo, dataset, train_data, out_dir, wanted, preset, prov, warnings, count=count,
+                           batch_size=batch_size,
                            seed=seed, weights=weights, device=dev, pairs=pairs, progress=progress, as_json=as_json)
 
 
@@ -205,8 +211,8 @@ def _inpaint_report(algo, dataset, out_dir, wanted, preset, prov, warnings, *, c
     _print(out_dir, title, warnings, table_md, written, as_json, f"mask set {ms.name} sha256 {ms.sha256()}")
 
 
-def _generation_report(algo, dataset, out_dir, wanted, preset, prov, warnings, *, count, batch_size, seed, weights,
-                       device, pairs, progress, as_json) -> None:
+def _generation_report(algo, dataset, train_data, out_dir, wanted, preset, prov, warnings, *, count, batch_size, seed,
+                       weights, device, pairs, progress, as_json) -> None:
     from genfw.core.eval import results
     from genfw.core.eval.generation_eval import GenerationEvalOptions, evaluate_generation
 
@@ -222,7 +228,7 @@ def _generation_report(algo, dataset, out_dir, wanted, preset, prov, warnings, *
     for options, label in sweeps:
         opts = GenerationEvalOptions(count=count, batch_size=batch_size, metrics=wanted, weights=weights, seed=seed,
                                      device=device, progress=progress, pairs=pairs, sample_options=options)
-        last = evaluate_generation(algo, dataset, opts, out_dir)
+        last = evaluate_generation(algo, dataset, opts, out_dir, train_data)
         rows.append((label, {"overall": last["overall"]}))
         runs.append({"label": label, "sample_options": options, "overall": last["overall"]})
     real = {m: last["overall"][f"{m}_real"] for m in ("msssim", "isc") if f"{m}_real" in last["overall"]}

@@ -129,6 +129,18 @@ def test_generation_report_pictures_and_batch_invariance(introvae_run, tmp_path)
     p = a["provenance"]
     assert p["task"] == "generation" and p["msssim"]["pairs"] == 30 and p["num_samples"] == 12
     assert "| MS-SSIM |" in out and "| real images (12) |" in out
+    assert p["neighbours"]["data"] == "evaluation images"
+    # scored against another folder: the neighbours still come from the training data
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "other"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray((np.random.default_rng(i).random((40, 40)) * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    _, c = _eval(introvae_run, tmp_path / "g3", "-n", "4", "--metrics", "msssim", "--pairs", "5", "--data", str(folder))
+    assert c["provenance"]["neighbours"]["data"] == "training data"
+    assert c["provenance"]["data"]["root"] == str(folder)
 
 
 @pytest.mark.slow

@@ -68,7 +68,9 @@ def sample_chunk(algo, seed: int, k: int, n: int, options: dict) -> torch.Tensor
         return algo.sample(n, generator=g, **options).detach().float().cpu().clamp(0, 1)
 
 
-def evaluate_generation(algo, dataset, opts: GenerationEvalOptions, workdir: Path) -> dict:
+def evaluate_generation(algo, dataset, opts: GenerationEvalOptions, workdir: Path, train_data=None) -> dict:
+    """`train_data`: where to look for the samples' nearest neighbours when it is not `dataset` itself
+    (a held-out evaluation split); None = `dataset` is the training data."""
     from tqdm import tqdm
 
     from genfw.core.eval import features as F
@@ -80,7 +82,6 @@ def evaluate_generation(algo, dataset, opts: GenerationEvalOptions, workdir: Pat
     n_real = min(n, len(dataset))
     if n_real < 2:
         raise GenfwError("the real-image dataset has fewer than 2 images")
-    needs_real = True
     extractor = F.InceptionFeatures(opts.weights, opts.batch_size, opts.device, opts.progress) if wanted else None
     tmp = Path(tempfile.mkdtemp(prefix="genfw-eval-"))
     try:
@@ -110,23 +111,22 @@ def evaluate_generation(algo, dataset, opts: GenerationEvalOptions, workdir: Pat
                                                          "num_samples": n, "image_size": list(grid[0].shape[-2:])}}
         real_files: list[Path] = []
         real_hash = hashlib.sha256()
-        if needs_real:
-            ri, rj = pair_indices(n_real, opts.pairs, opts.seed + 1) if "msssim" in opts.metrics else (torch.zeros(0),) * 2
-            rkeep = set(ri.tolist()) | set(rj.tolist())
-            rkept: dict[int, torch.Tensor] = {}
-            bar = tqdm(total=n_real, desc="real images", unit="img", disable=not opts.progress, leave=False)
-            for i in range(n_real):
-                img = dataset[i]["image"].float()
-                if i in rkeep:
-                    rkept[i] = img
-                u8 = F.to_uint8_rgb(img[None])[0]
-                real_hash.update(np.array(u8.shape[-2:], dtype="<u4").tobytes())
-                real_hash.update(u8.contiguous().numpy().tobytes())
-                p = tmp / "real" / f"{i:05d}.png"
-                F.save_uint8_png(u8, p)
-                real_files.append(p)
-                bar.update(1)
-            bar.close()
+        ri, rj = pair_indices(n_real, opts.pairs, opts.seed + 1) if "msssim" in opts.metrics else (torch.zeros(0),) * 2
+        rkeep = set(ri.tolist()) | set(rj.tolist())
+        rkept: dict[int, torch.Tensor] = {}
+        bar = tqdm(total=n_real, desc="real images", unit="img", disable=not opts.progress, leave=False)
+        for i in range(n_real):
+            img = dataset[i]["image"].float()
+            if i in rkeep:
+                rkept[i] = img
+            u8 = F.to_uint8_rgb(img[None])[0]
+            real_hash.update(np.array(u8.shape[-2:], dtype="<u4").tobytes())
+            real_hash.update(u8.contiguous().numpy().tobytes())
+            p = tmp / "real" / f"{i:05d}.png"
+            F.save_uint8_png(u8, p)
+            real_files.append(p)
+            bar.update(1)
+        bar.close()
         if "msssim" in opts.metrics:
             out["overall"]["msssim"] = _pairs_msssim(kept, pi, pj)
             out["overall"]["msssim_real"] = _pairs_msssim(rkept, ri, rj)
@@ -146,7 +146,12 @@ def evaluate_generation(algo, dataset, opts: GenerationEvalOptions, workdir: Pat
                                       {name: v["mean"], f"{name}_std": v["std"]} if name in ("kid", "isc") else v)
             out["fidelity_provenance"] = {**extractor.provenance, **used, "reference": ref}
         out["_grid"] = grid
-        out["_neighbours"] = _neighbours(grid[:NEIGHBOURS], fake_feats, real_feats, real_files) if n_real else {}
+        if train_data is None:
+            out["_neighbours"] = _neighbours(grid[:NEIGHBOURS], fake_feats, real_feats, real_files)
+        else:
+            out["_neighbours"] = _train_neighbours(grid[:NEIGHBOURS], train_data, n, opts.progress)
+        out["provenance_extra"]["neighbours"] = {"data": "evaluation images" if train_data is None else
+                                                 "training data", "space": out["_neighbours"]["space"]}
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -176,3 +181,21 @@ def _neighbours(samples: list[torch.Tensor], fake_feats, real_feats, real_files:
         near = torch.argsort(d[s_i])[:NEIGHBOURS_K].tolist()
         rows.append((s_i, x, [(int(r), real_image(int(r)), float(d[s_i, r])) for r in near]))
     return {"space": space, "rows": rows}
+
+
+def _train_neighbours(samples: list[torch.Tensor], train_data, count: int, progress: bool) -> dict:
+    """Nearest images among the first `count` training images, by mean squared pixel difference,
+    streamed (the training split has no cached Inception features)."""
+    from tqdm import tqdm
+
+    x = torch.stack(samples)
+    n = min(count, len(train_data))
+    best: list[list[tuple[float, int]]] = [[] for _ in samples]
+    for i in tqdm(range(n), desc="nearest training images", disable=not progress, leave=False):
+        img = train_data[i]["image"].float()
+        d = ((x - img[None]) ** 2).flatten(1).mean(1)
+        for s_i in range(len(samples)):
+            best[s_i] = sorted(best[s_i] + [(float(d[s_i]), i)])[:NEIGHBOURS_K]
+    rows = [(s_i, samples[s_i], [(i, train_data[i]["image"].float(), dist) for dist, i in best[s_i]])
+            for s_i in range(len(samples))]
+    return {"space": f"pixels (mean squared difference), first {n} training images", "rows": rows}
