@@ -98,6 +98,22 @@ def eval_dataset(registry, cfg, data_path: str | None, size: int, channels: int)
     return registry.build(spec, kind="dataset", path="data"), spec
 
 
+def _check_weights(wanted: list[str], weights: str, vgg: str, lpips: str) -> None:
+    """Missing weights fail here, in one line, before any image is generated."""
+    from genfw.core import weights as W
+
+    if any(m in wanted for m in ("fid", "kid", "isc", "prc", "ids")):
+        from genfw.core.fidelity import resolve_weights
+
+        resolve_weights(weights)
+    if "lpips" in wanted:
+        for name, path, flag in (("vgg16-imagenet", vgg, "--vgg-weights"), ("lpips-vgg", lpips, "--lpips-weights")):
+            try:
+                W.resolve(name, path)
+            except GenfwError as exc:
+                raise type(exc)(f"LPIPS: {exc}; or pass {flag} PATH, or drop lpips from --metrics") from None
+
+
 def run_report(*, run: str, metrics: str, metrics_defaulted: bool, data_path: str | None, masks: str | None,
                count: int, batch_size: int, seed: int, weights: str, device: str, report: str | None,
                task: str | None, mask_set: str | None, mask_invert: bool, table: str | None, fid_on: str,
@@ -134,6 +150,11 @@ def run_report(*, run: str, metrics: str, metrics_defaulted: bool, data_path: st
     else:
         wanted = _metric_list(metrics if not metrics_defaulted else
                               (INPAINT_DEFAULT if task == "inpaint" else GENERATION_DEFAULT), task)
+    if task == "inpaint" and mask_set and not Path(mask_set).expanduser().is_dir():
+        from genfw.core.eval.mask_sets import get_spec
+
+        get_spec(mask_set)  # a mistyped set name fails before anything else
+    _check_weights(wanted, weights, vgg_weights, lpips_weights)
     registry = get_registry()
     size = int(algo.ctx.image_size)
     dataset, data_spec = eval_dataset(registry, cfg, data_path, size, algo.ctx.channels)

@@ -182,3 +182,14 @@ def test_report_option_errors(csa_run, tmp_path):
     for args, msg in cases:
         res = runner.invoke(cli, ["eval", str(csa_run), "--no-progress", *args])
         assert res.exit_code == 2 and msg in res.output and "Traceback" not in res.output, (args, res.output)
+
+
+def test_missing_weights_fail_before_any_work(csa_run, tmp_path, monkeypatch):
+    from genfw.core import weights as W
+
+    monkeypatch.setattr(W, "_package_files", lambda dist, suffixes: [])  # no lpips package either
+    res = CliRunner().invoke(cli, ["eval", str(csa_run), "--report", str(tmp_path / "r"), "--no-progress"])
+    assert res.exit_code == 2 and "genfw weights import inception-fid PATH" in res.output
+    res = CliRunner().invoke(cli, ["eval", str(csa_run), "--report", str(tmp_path / "r"), "--metrics", "inpaint,lpips"])
+    assert res.exit_code == 2 and "LPIPS:" in res.output and "--vgg-weights PATH" in res.output
+    assert not (tmp_path / "r").exists()
