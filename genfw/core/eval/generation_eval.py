@@ -50,11 +50,14 @@ def pair_indices(n: int, pairs: int, seed: int) -> tuple[torch.Tensor, torch.Ten
     return i, j
 
 
-def _pairs_msssim(keep: dict[int, torch.Tensor], i: torch.Tensor, j: torch.Tensor) -> float:
+def _pairs_msssim(keep: dict[int, torch.Tensor], i: torch.Tensor, j: torch.Tensor, desc: str = "MS-SSIM pairs",
+                  progress: bool = False) -> float:
+    from tqdm import tqdm
+
     from genfw.core.msssim import ms_ssim
 
     total = 0.0
-    for s in range(0, len(i), 64):
+    for s in tqdm(range(0, len(i), 64), desc=desc, unit="batch", disable=not progress, leave=False):
         a = torch.stack([keep[int(k)] for k in i[s:s + 64]])
         b = torch.stack([keep[int(k)] for k in j[s:s + 64]])
         total += float(ms_ssim(a, b).sum())
@@ -128,8 +131,8 @@ def evaluate_generation(algo, dataset, opts: GenerationEvalOptions, workdir: Pat
             bar.update(1)
         bar.close()
         if "msssim" in opts.metrics:
-            out["overall"]["msssim"] = _pairs_msssim(kept, pi, pj)
-            out["overall"]["msssim_real"] = _pairs_msssim(rkept, ri, rj)
+            out["overall"]["msssim"] = _pairs_msssim(kept, pi, pj, "MS-SSIM pairs (samples)", opts.progress)
+            out["overall"]["msssim_real"] = _pairs_msssim(rkept, ri, rj, "MS-SSIM pairs (real)", opts.progress)
             out["provenance_extra"]["msssim"] = {"pairs": opts.pairs, "scales": num_scales(int(grid[0].shape[-1])),
                                                  "real_images": n_real}
         fake_feats = real_feats = None
