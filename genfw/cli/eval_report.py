@@ -168,7 +168,13 @@ def run_report(*, run: str, metrics: str, metrics_defaulted: bool, data_path: st
 
     from genfw import __version__
 
-    prov = {"genfw": __version__, "torch": torch.__version__, "checkpoint": getattr(algo, "checkpoint_dir", ""),
+    try:
+        import torch_fidelity
+
+        tf_version = torch_fidelity.__version__
+    except ImportError:  # only the FID family needs it
+        tf_version = ""
+    prov = {"genfw": __version__, "torch": torch.__version__, "torch_fidelity": tf_version, "checkpoint": getattr(algo, "checkpoint_dir", ""),
             "checkpoint_step": getattr(algo, "checkpoint_step", 0), "algorithm": cfg.algorithm.get("type", ""),
             "data": data_spec, "resolution": size, "channels": algo.ctx.channels, "resize": RESIZE_MODE,
             "seed": seed, "batch_size": f"{batch_size} (no score depends on it)", "device": str(algo.ctx.device),
@@ -207,6 +213,8 @@ def _inpaint_report(algo, dataset, out_dir, wanted, preset, prov, warnings, *, c
     out_dir.mkdir(parents=True, exist_ok=True)
     res = evaluate_inpainting(algo, dataset, ms, opts, out_dir)
     try:
+        if n > ms.count:
+            warnings.append(f"{n} images but {ms.count} masks in {ms.name}: image i gets mask i mod {ms.count}")
         prov.update({"task": "inpaint", "images": n, "mask_set": ms.provenance(), "scored_on": "composited",
                      "fid_on": fid_on, **res["provenance_extra"]})
         if "lpips_provenance" in res:

@@ -38,6 +38,7 @@ def test_inpaint_report_folder_fid_equals_torch_fidelity(csa_run, weight_files, 
     assert p["fid_on"] == "composited" and p["images"] == 4 and p["resolution"] == 32
     assert p["fidelity"]["weights_sha256"] and p["lpips"]["heads_file"] == w["heads"]
     assert p["fidelity"]["reference"]["reused"] is False
+    assert p["known_region_kept_by_model"] is True and p["torch_fidelity"] == torch_fidelity.__version__
     assert set(scores["overall"]) >= {"l1", "l2", "psnr", "ssim", "lpips", "fid", "kid", "pids", "uids"}
     assert 0 <= scores["overall"]["pids"] <= 1 and 0 <= scores["overall"]["uids"] <= 1
     assert scores["bins"]["20-30%"]["count"] == 4 and scores["bins"]["20-30%"]["fid"] == scores["overall"]["fid"]

@@ -273,14 +273,15 @@ class GeneratedMaskSet(MaskSet):
 
 class FolderMaskSet(MaskSet):
     """A folder of mask images (white = hole, or black with invert), in sorted file order, resized
-    with nearest to `size`, hashed as used and binned by hole ratio. Image i gets mask i mod count."""
+    with nearest to `size`, hashed as used and binned by hole ratio. Image i gets mask i mod count.
+    One validating pass computes the hash and ratios; masks are then read back on demand (a released
+    set of 12k masks would not fit in memory as arrays)."""
 
     source = "folder"
 
     def __init__(self, root: str | Path, size: int, bins: Sequence[tuple[float, float]] = PCONV_BINS,
                  invert: bool = False) -> None:
         from genfw.core.images import IMAGE_SUFFIXES
-        from genfw.core.masks import read_mask
 
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
@@ -293,24 +294,42 @@ class FolderMaskSet(MaskSet):
         if meta.get("bins_edges"):  # a set written by `genfw masks --set` keeps its own bins
             bins = [tuple(b) for b in meta["bins_edges"]]
         super().__init__(name, size, len(files), bins)
-        self.files = files
-        self._masks = []
-        for p in files:
-            m = read_mask(p)
-            if invert:
-                m = 1 - m
-            if tuple(m.shape[-2:]) != (size, size):
-                m = F.interpolate(m, size=(size, size), mode="nearest")
-            arr = m[0, 0].numpy() > 0.5
-            if arr.mean() > 0.9 or not arr.any():
-                what = "almost all hole: inverted? (white = hole; pass invert for black = hole)" if arr.any() \
-                    else "empty (no hole)"
-                raise GenfwError(f"mask {p} is {what}")
-            self._masks.append(arr)
-        self.metadata = meta
+        self.files, self.invert, self.metadata = files, invert, meta
+        self._cache: dict[int, np.ndarray] = {}
+        digest = hashlib.sha256()
+        self._ratios = []
+        for i in range(self.count):
+            arr = self._read(i)
+            digest.update(mask_bytes(arr))
+            self._ratios.append(float(arr.mean()))
+        self._sha = digest.hexdigest()
+
+    def _read(self, index: int) -> np.ndarray:
+        from genfw.core.masks import read_mask
+
+        p = self.files[index]
+        m = read_mask(p)
+        if self.invert:
+            m = 1 - m
+        if tuple(m.shape[-2:]) != (self.size, self.size):
+            m = F.interpolate(m, size=(self.size, self.size), mode="nearest")
+        arr = m[0, 0].numpy() > 0.5
+        if arr.mean() > 0.9 or not arr.any():
+            what = "almost all hole: inverted? (white = hole; pass invert for black = hole)" if arr.any() \
+                else "empty (no hole)"
+            raise GenfwError(f"mask {p} is {what}")
+        return arr
 
     def mask(self, index: int) -> np.ndarray:
-        return self._masks[index % self.count]
+        i = index % self.count
+        if i not in self._cache:
+            if len(self._cache) > 1024:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[i] = self._read(i)
+        return self._cache[i]
+
+    def ratios(self) -> list[float]:
+        return list(self._ratios)
 
     def provenance(self) -> dict:
         out = super().provenance()
