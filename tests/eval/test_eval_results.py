@@ -10,12 +10,14 @@ from genfw.core.eval.plots import bar_chart, labelled_grid, rank_groups
 
 
 def test_per_bin_table_layout():
-    rows = [("ours", {"10-20%": {"l1": 1.234, "ssim": 0.9876}, "overall": {"l1": 2.0, "ssim": float("nan")}}),
+    rows = [("ours", {"10-20%": {"l1": 1.234, "ssim": 0.9876, "count": 3},
+                      "overall": {"l1": 2.0, "ssim": float("nan"), "count": 5}}),
             ("paper", {"10-20%": {"l1": 0.72}})]
     md = results.markdown_table(["10-20%", "overall"], ["l1", "ssim"], rows, per_bin=True).splitlines()
     assert md[0] == "| metric | source | 10-20% | overall |"
     assert md[2] == "| L1 % | ours | 1.23 | 2.00 |" and md[3] == "| L1 % | paper | 0.72 | - |"
-    assert md[4] == "| SSIM | ours | 0.988 | - |" and len(md) == 5  # the paper has no SSIM row
+    assert md[4] == "| SSIM | ours | 0.988 | - |"  # the paper has no SSIM row
+    assert md[5:] == ["| images | ours | 3 | 5 |"]
 
 
 def test_overall_table_layout():

@@ -69,6 +69,10 @@ def markdown_table(columns: list[str], metrics: list[str], rows: list[tuple[str,
                     continue
                 out.append(f"| {LABELS.get(m, m)} | {label} | "
                            + " | ".join(cell(m, by_col.get(c, {}).get(m)) for c in columns) + " |")
+        for label, by_col in rows:  # how many images each of our cells averages
+            if any("count" in by_col.get(c, {}) for c in columns):
+                out.append(f"| images | {label} | " + " | ".join(str(by_col.get(c, {}).get("count", "-"))
+                                                             for c in columns) + " |")
     else:
         out.append("| source | " + " | ".join(LABELS.get(m, m) for m in metrics) + " |")
         out.append("|---|" + "---|" * len(metrics))
