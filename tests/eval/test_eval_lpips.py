@@ -107,9 +107,21 @@ def test_matches_the_lpips_package(files):
     assert torch.allclose(net(x, y), expected, rtol=1e-4, atol=1e-6)
 
 
-def test_package_heads_are_found_when_lpips_is_installed():
-    pytest.importorskip("lpips")
+def test_package_heads_are_found_when_lpips_is_installed(files):
+    lpips = pytest.importorskip("lpips")
     path, source = W.locate("lpips-vgg")
     assert source == "package" and path.as_posix().endswith("weights/v0.1/vgg.pth")
     sd = W.load_tensors("lpips-vgg")
     assert sorted(sd) == [f"lin{k}.model.1.weight" for k in range(5)] and len(LAYERS) == 5
+    # the released heads (through the asset system) agree with the package using its own file
+    vgg, _ = files
+    ref = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False).eval()
+    trunk = random_vgg_state()
+    ref.net.load_state_dict({k: trunk[f"features.{k.split('.', 1)[1]}"] for k in ref.net.state_dict()})
+    net = LPIPS(vgg_path=str(vgg))
+    assert net.heads_file == str(path)
+    g = torch.Generator().manual_seed(7)
+    x, y = torch.rand(2, 3, 32, 32, generator=g), torch.rand(2, 3, 32, 32, generator=g)
+    with torch.no_grad():
+        expected = ref(x * 2 - 1, y * 2 - 1).flatten()
+    assert torch.allclose(net(x, y), expected, rtol=1e-4, atol=1e-6)
