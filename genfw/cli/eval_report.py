@@ -16,11 +16,19 @@ def is_mask_set_request(options: tuple[str, ...]) -> bool:
     return bool(names)
 
 
-def write_mask_set(options: tuple[str, ...], size: int, count: int, out: str) -> None:
+def write_mask_set(options: tuple[str, ...], size, count: int, out: str) -> None:
+    """`size`: a side, or `genfw masks`' S|WxH text (sets are square: WxH must have W == H)."""
     from genfw.core.eval.mask_sets import get_spec, GeneratedMaskSet, write_set
 
     name = options[0]
     get_spec(name)
+    if isinstance(size, str):
+        from genfw.cli.data_cmd import parse_size
+
+        width, height = parse_size(size)
+        if width != height:
+            raise GenfwError(f"mask set {name} is square: give --size S, not {size}")
+        size = width
     if out.lower().endswith(".png"):
         raise GenfwError(f"--set {name} writes a folder of masks; give -o a folder, not {out}")
     meta = write_set(GeneratedMaskSet(name, size, count), out)
@@ -82,18 +90,21 @@ def _metric_list(metrics: str, task: str) -> list[str]:
 
 
 def eval_dataset(registry, cfg, data_path: str | None, size: int, channels: int):
-    """(dataset, the spec it was built from): --data as an image folder, else the run's data with its
-    held-out split where it has one, never flipped."""
+    """(dataset, the spec it was built from), as plain `genfw eval` picks it: --data (a folder, a
+    CelebA / CelebA-HQ root, a table) or the run's data, its held-out split where it has one, no flips."""
     import attrs
 
     if data_path:
-        spec = {"type": "core.image-folder", "root": data_path}
+        from genfw.core.data.detect import data_spec
+
+        spec, _ = data_spec(data_path, None, registry)  # a folder, a CelebA / CelebA-HQ root, a table
+        explicit_split = "split" in spec
     else:
-        spec = dict(cfg.data)
-        entry = registry.get(str(spec.get("type", "")), kind="dataset")
-        if entry.config is not None and "split" in attrs.fields_dict(entry.config):
-            spec["split"] = "test"
-        spec["flip"] = False
+        spec, explicit_split = dict(cfg.data), False
+    entry = registry.get(str(spec.get("type", "")), kind="dataset")
+    if not explicit_split and entry.config is not None and "split" in attrs.fields_dict(entry.config):
+        spec["split"] = "test"  # score held-out images when the dataset has splits
+    spec["flip"] = False
     spec.update({"image_size": size, "channels": channels})
     return registry.build(spec, kind="dataset", path="data"), spec
 
@@ -118,7 +129,8 @@ def run_report(*, run: str, metrics: str, metrics_defaulted: bool, data_path: st
                count: int, batch_size: int, seed: int, weights: str, device: str, report: str | None,
                task: str | None, mask_set: str | None, mask_invert: bool, table: str | None, fid_on: str,
                keep_completions: bool, pairs: int, vgg_weights: str, lpips_weights: str, progress: bool,
-               as_json: bool = False) -> None:
+               as_json: bool = False, landmarks_backend: str | None = None, detector_weights: str = "",
+               outputs_dir: str | None = None) -> None:
     from pathlib import Path
 
     from genfw.core.checkpoint import load_run
@@ -130,6 +142,9 @@ def run_report(*, run: str, metrics: str, metrics_defaulted: bool, data_path: st
         raise GenfwError(f"{', '.join(given)} need --report DIR (the results folder to write)")
     if masks:
         raise GenfwError("--masks draws fresh masks; with --report use --mask-set NAME|DIR (fixed, hashed masks)")
+    if outputs_dir:
+        raise GenfwError("--outputs is for plain --metrics inpaint; with --report use --keep-completions "
+                         "(the completions go to DIR/completions)")
     preset = get_preset(table) if table else None
     if preset and task and task != preset.task:
         raise GenfwError(f"--table {table} is a {preset.task} table, not --task {task}")
@@ -191,7 +206,7 @@ def run_report(*, run: str, metrics: str, metrics_defaulted: bool, data_path: st
         _inpaint_report(algo, dataset, out_dir, wanted, preset, prov, warnings, count=count, batch_size=batch_size,
                         seed=seed, weights=weights, device=dev, mask_set=mask_set, mask_invert=mask_invert,
                         fid_on=fid_on, keep=keep_completions, vgg=vgg_weights, lpips=lpips_weights, progress=progress,
-                        as_json=as_json)
+                        as_json=as_json, landmarks_backend=landmarks_backend, detector_weights=detector_weights)
     else:
         _generation_report(algo, dataset, train_data, out_dir, wanted, preset, prov, warnings, count=count,
                            batch_size=batch_size,
@@ -199,7 +214,8 @@ def run_report(*, run: str, metrics: str, metrics_defaulted: bool, data_path: st
 
 
 def _inpaint_report(algo, dataset, out_dir, wanted, preset, prov, warnings, *, count, batch_size, seed, weights,
-                    device, mask_set, mask_invert, fid_on, keep, vgg, lpips, progress, as_json) -> None:
+                    device, mask_set, mask_invert, fid_on, keep, vgg, lpips, progress, as_json, landmarks_backend,
+                    detector_weights) -> None:
     from genfw.core.eval import results
     from genfw.core.eval.inpaint_eval import InpaintEvalOptions, cleanup, evaluate_inpainting
     from genfw.core.eval.mask_sets import bin_label, open_set
@@ -210,12 +226,21 @@ def _inpaint_report(algo, dataset, out_dir, wanted, preset, prov, warnings, *, c
     opts = InpaintEvalOptions(count=n, batch_size=batch_size, metrics=wanted, fid_on=fid_on, weights=weights,
                               vgg_weights=vgg, lpips_weights=lpips, seed=seed, device=device, progress=progress,
                               keep_completions=keep)
+    from genfw.cli.eval_cmd import Conditions
+
+    conditions = Conditions(algo, dataset, landmarks_backend, detector_weights, str(algo.ctx.device))
     out_dir.mkdir(parents=True, exist_ok=True)
-    res = evaluate_inpainting(algo, dataset, ms, opts, out_dir)
+    res = evaluate_inpainting(algo, dataset, ms, opts, out_dir, conditions)
     try:
         if n > ms.count:
             warnings.append(f"{n} images but {ms.count} masks in {ms.name}: image i gets mask i mod {ms.count}")
-        prov.update({"task": "inpaint", "images": n, "mask_set": ms.provenance(), "scored_on": "composited",
+        scored = len(res["per_image"]["index"])
+        if scored < n:
+            warnings.append(f"{n - scored} of {n} images left out (no face found by the landmark detector)")
+        cond = conditions.provenance()
+        if cond:
+            prov["conditions"] = cond
+        prov.update({"task": "inpaint", "images": scored, "mask_set": ms.provenance(), "scored_on": "composited",
                      "fid_on": fid_on, **res["provenance_extra"]})
         if "lpips_provenance" in res:
             prov["lpips"] = res["lpips_provenance"]

@@ -47,16 +47,20 @@ class InpaintEvalOptions:
     keep_completions: bool = False
 
 
-def _inpaint_kwargs(items: list[dict]) -> dict:
-    """Landmarks / attributes of the batch when the data has them (FOAM conditions on both)."""
+def data_conditions(items: list[dict], images: torch.Tensor) -> tuple[list[int], dict]:
+    """Default conditions: every item kept; landmarks / attributes passed when the data has them."""
     out = {}
     for key in ("landmarks", "attributes"):
         if all(key in it for it in items):
             out[key] = torch.stack([torch.as_tensor(it[key]) for it in items])
-    return out
+    return list(range(len(items))), out
 
 
-def evaluate_inpainting(algo, dataset, mask_set: MaskSet, opts: InpaintEvalOptions, workdir: Path) -> dict:
+def evaluate_inpainting(algo, dataset, mask_set: MaskSet, opts: InpaintEvalOptions, workdir: Path,
+                        conditions=None) -> dict:
+    """`conditions(items, images) -> (kept positions, inpaint kwargs)`: what a conditioned model
+    (FOAM: landmarks, attributes) gets; images it drops (no face detected) are left out and counted.
+    Image i of the data always gets mask i of the set, whatever is dropped around it."""
     from tqdm import tqdm
 
     from genfw.core.eval.features import PngImages, save_uint8_png, to_uint8_rgb
@@ -89,6 +93,8 @@ def evaluate_inpainting(algo, dataset, mask_set: MaskSet, opts: InpaintEvalOptio
     if lpips_net is not None:
         values["lpips"] = []
     ratios: list[float] = []
+    indices: list[int] = []
+    conditions = conditions or data_conditions
     real_hash = hashlib.sha256()  # same bytes as features.images_sha256, built as the images stream by
     files: list[Path] = []
     real_files: list[Path] = []
@@ -100,7 +106,14 @@ def evaluate_inpainting(algo, dataset, mask_set: MaskSet, opts: InpaintEvalOptio
             items = [dataset[i] for i in range(start, stop)]
             images = torch.stack([it["image"] for it in items]).float()
             masks = mask_set.masks(start, stop)
-            res = algo.inpaint(images, masks, **_inpaint_kwargs(items))
+            keep, kwargs = conditions(items, images)
+            bar.update(stop - start)
+            if not keep:
+                continue
+            kept = [start + k for k in keep]
+            images, masks = images[keep], masks[keep]
+            indices.extend(kept)
+            res = algo.inpaint(images, masks, **kwargs)
             out = res["output"].detach().float().cpu().clamp(0, 1)
             composite = images * (1 - masks) + out * masks
             err = float(((out - images).abs() * (1 - masks)).max())
@@ -115,20 +128,21 @@ def evaluate_inpainting(algo, dataset, mask_set: MaskSet, opts: InpaintEvalOptio
                     values["lpips"].extend(lpips_net(scored.to(dev), images.to(dev)).float().cpu().tolist())
             ratios.extend(masks.flatten(1).mean(1).tolist())
             fid_images = to_uint8_rgb(composite if opts.fid_on == "composited" else out)
-            for j, img in enumerate(fid_images):
-                p = comp_dir / f"{start + j:05d}.png"
+            for j, img in zip(kept, fid_images):
+                p = comp_dir / f"{j:05d}.png"
                 save_uint8_png(img, p)
                 files.append(p)
-            for j, img in enumerate(to_uint8_rgb(images)):
+            for j, img in zip(kept, to_uint8_rgb(images)):
                 real_hash.update(np.array(img.shape[-2:], dtype="<u4").tobytes())
                 real_hash.update(img.contiguous().numpy().tobytes())
-                p = tmp / "real" / f"{start + j:05d}.png"
+                p = tmp / "real" / f"{j:05d}.png"
                 save_uint8_png(img, p)
                 real_files.append(p)
-            bar.update(stop - start)
         bar.close()
+        if not indices:
+            raise GenfwError("no image was scored (every image was left out by the conditioning)")
         bins = [bin_of(r, mask_set.bins) for r in ratios]
-        result = _summary(values, ratios, bins, mask_set)
+        result = _summary(values, ratios, bins, mask_set, indices)
         result["provenance_extra"] = {"known_region_kept_by_model": known_kept,
                                       "known_region_max_abs_change": known_err}
         if lpips_net is not None:
@@ -177,7 +191,8 @@ def _merge_fid(row: dict, s: dict) -> None:
         row["kid"], row["kid_std"] = s["kid"]["mean"], s["kid"]["std"]
 
 
-def _summary(values: dict[str, list[float]], ratios: list[float], bins: list[int], mask_set: MaskSet) -> dict:
+def _summary(values: dict[str, list[float]], ratios: list[float], bins: list[int], mask_set: MaskSet,
+             indices: list[int]) -> dict:
     def mean_of(keep: list[int]) -> dict:
         row: dict = {"count": len(keep)}
         for m, vals in values.items():
@@ -190,7 +205,7 @@ def _summary(values: dict[str, list[float]], ratios: list[float], bins: list[int
                for b, (lo, hi) in enumerate(mask_set.bins)}
     outside = [i for i in everything if bins[i] < 0]
     out = {"overall": mean_of(everything), "bins": per_bin,
-           "per_image": {"index": everything, "hole_ratio": ratios,
+           "per_image": {"index": indices, "hole_ratio": ratios,
                          "bin": [bin_label(*mask_set.bins[b]) if b >= 0 else "" for b in bins], **values}}
     if outside:
         out["outside_bins"] = len(outside)

@@ -127,13 +127,14 @@ def inpaint_pictures(out_dir: Path, result: dict, mask_set, metrics: list[str], 
     comps, reals = PngImages(result["_files"]), PngImages(result["_real_files"])
     rows = []
     for name, idx in groups.items():
-        for r, i in enumerate(idx):
-            truth = reals[i].float() / 255
-            comp = comps[i].float() / 255
+        for r, pos in enumerate(idx):  # pos: place among the scored images; i: index in the data
+            i = per["index"][pos]
+            truth = reals[pos].float() / 255
+            comp = comps[pos].float() / 255
             m = mask_set.masks(i, i + 1)[0]
             masked = truth * (1 - m) + m  # white = hole, as in the mask files
-            rows.append((f"{name} {r + 1}: image {i}\n{LABELS.get(rank_by, rank_by)} {cell(rank_by, per[rank_by][i])}"
-                         f"\nhole {per['hole_ratio'][i]:.1%}", [masked, m.expand(3, -1, -1), comp, truth]))
+            rows.append((f"{name} {r + 1}: image {i}\n{LABELS.get(rank_by, rank_by)} {cell(rank_by, per[rank_by][pos])}"
+                         f"\nhole {per['hole_ratio'][pos]:.1%}", [masked, m.expand(3, -1, -1), comp, truth]))
     labelled_grid(rows, ["input", "mask", "completion", "ground truth"], out_dir / "completions.png")
     return ["per_bin.png", "completions.png", "per_image.csv"]
 
