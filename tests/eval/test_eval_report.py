@@ -199,7 +199,7 @@ def test_missing_weights_fail_before_any_work(csa_run, tmp_path, monkeypatch):
 def test_progress_bars_on_the_evaluation_loops(csa_run, introvae_run, tmp_path):
     res = CliRunner().invoke(cli, ["eval", str(csa_run), "--report", str(tmp_path / "p"), "--metrics", "inpaint",
                                    "-n", "3", "--batch-size", "2"])
-    assert res.exit_code == 0 and "inpaint irregular" in res.output and "3/3" in res.output
+    assert res.exit_code == 0 and "inpaint irregular" in res.output and "/3 " in res.output
     res = CliRunner().invoke(cli, ["eval", str(introvae_run), "--report", str(tmp_path / "q"), "--metrics", "msssim",
                                    "-n", "3", "--pairs", "4"])
     assert res.exit_code == 0 and "samples" in res.output and "real images" in res.output
