@@ -74,3 +74,9 @@ def introvae_run(tmp_path_factory):
 def lis_run(tmp_path_factory):
     return _train(tmp_path_factory, "lis", ["--plugin", "lis", "--steps", "2", "--set", "train.batch_size=4",
                                             "--set", "train.checkpoint_every=2", "--set", "train.sample_every=0"])
+
+
+@pytest.fixture(scope="session")
+def foam_run(tmp_path_factory):
+    return _train(tmp_path_factory, "foam", ["--plugin", "foam", "--steps", "2", "--set", "train.batch_size=2",
+                                             "--set", "train.checkpoint_every=2", "--set", "train.sample_every=0"])

@@ -204,3 +204,13 @@ def test_progress_bars_on_the_evaluation_loops(csa_run, introvae_run, tmp_path):
                                    "-n", "3", "--pairs", "4"])
     assert res.exit_code == 0 and "samples" in res.output and "real images" in res.output
     assert "MS-SSIM pairs (samples)" in res.output
+
+
+def test_foam_table1_with_the_datas_landmarks(foam_run, tmp_path):
+    torch.set_num_threads(1)
+    out, s = _eval(foam_run, tmp_path / "foam", "--table", "foam-table1", "-n", "4", "--batch-size", "3")
+    assert s["provenance"]["mask_set"]["name"] == "center" and s["provenance"]["conditions"]["landmarks"] == "data"
+    assert s["overall"]["count"] == 4 and "| FOAM 256 px (paper) | 7.05 | 1.21 | 19.97 |" in out
+    res = CliRunner().invoke(cli, ["eval", str(foam_run), "--report", str(tmp_path / "x"), "--metrics", "inpaint",
+                                   "--outputs", str(tmp_path / "o"), "--no-progress"])
+    assert res.exit_code == 2 and "--keep-completions" in res.output
