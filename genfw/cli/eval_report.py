@@ -160,8 +160,7 @@ def run_report(*, run: str, metrics: str, metrics_defaulted: bool, data_path: st
     if need not in caps:
         raise GenfwError(f"{type(algo).__name__} cannot {need}, so --task {task} does not apply")
     if preset:
-        wanted = list(preset.metrics) if task == "generation" else _metric_list(",".join(preset.metrics), task)
-        wanted = [m for m in wanted if m in preset.metrics]
+        wanted = list(preset.metrics)  # in the paper's column order
     else:
         wanted = _metric_list(metrics if not metrics_defaulted else
                               (INPAINT_DEFAULT if task == "inpaint" else GENERATION_DEFAULT), task)
