@@ -302,16 +302,24 @@ class FOAMGenerator(nn.Module):
         return torch.cat(parts, 1)
 
     # --- the fixed previous stage ----------------------------------------------------------------
+    def branch_parameters(self, level: int) -> dict[str, nn.Parameter]:
+        """The parameters the branch at `level` runs on (no heads of other levels, no ToFilter)."""
+        i = level - 1
+        own = (f"from_input.{i}.", f"to_rgb.{i}.", "latent.", "attention.",
+               *(f"encoder.{j}." for j in range(1, i + 1)), *(f"decoder.{j}." for j in range(1, i + 1)))
+        return {k: p for k, p in self.named_parameters() if k.startswith(own)}
+
     def freeze_previous(self, level: int) -> None:
-        """Snapshot the current weights as the fixed G_{level} used while growing into level + 1."""
-        self._fixed = {k: p.detach().clone() for k, p in self.named_parameters()}
+        """Snapshot the weights of the branch at `level` as the fixed G_{level} used while growing
+        into level + 1 (the ToFilter heads stay trainable and are not part of it)."""
+        self._fixed = {k: p.detach().clone() for k, p in self.branch_parameters(level).items()}
         self.fixed_level = int(level)
 
     def fixed_state(self) -> dict[str, torch.Tensor]:
         return dict(self._fixed or {})
 
     def load_fixed(self, level: int, tensors: dict[str, torch.Tensor]) -> None:
-        names = dict(self.named_parameters())
+        names = self.branch_parameters(level)
         missing = sorted(set(names) - set(tensors))
         if missing:
             raise ValueError(f"fixed-weight snapshot lacks {missing[:3]}")
@@ -328,7 +336,8 @@ class FOAMGenerator(nn.Module):
         else:
             # a level grown earlier (filters shown afterwards): its snapshot is gone; the current
             # weights stand in, detached
-            params = {k: p.detach() for k, p in self.named_parameters()}
+            params = {k: p.detach() for k, p in self.branch_parameters(level).items()}
+        # the branch touches only these parameters, so the rest of the module never enters
         return torch.func.functional_call(self, params, (x, None),
                                           {"attributes": attributes, "level": level, "_branch": True,
                                            "low_mask": mask})
