@@ -526,7 +526,7 @@ def resume_candidates(root: Path) -> list[Path]:
     return ([named] if named is not None else []) + rest
 
 
-def load_for_resume(root: str | Path, algo, *, scaler=None, generators=None,
+def load_for_resume(root: str | Path, algo, *, scaler=None, generators=None, set_aside: bool = True,
                     report=lambda msg: print(msg, file=sys.stderr)) -> tuple[Path, dict]:
     """Load the newest checkpoint that verifies and loads. Each one skipped is reported with the
     reason and renamed `<step>.corrupt` (kept for inspection, never tried or pruned again).
@@ -539,6 +539,8 @@ def load_for_resume(root: str | Path, algo, *, scaler=None, generators=None,
         except CheckpointError as exc:
             aside = cand.with_name(cand.name + ".corrupt")
             try:
+                if not set_aside:
+                    raise OSError
                 if aside.exists():
                     shutil.rmtree(aside)
                 os.replace(cand, aside)

@@ -288,10 +288,14 @@ class Trainer:
             self._lock.release()
             self._lock = None
 
+    def _report(self, msg: str) -> None:
+        print(msg, file=sys.stderr)
+
     def _restore(self, root: Path) -> None:
         # the newest checkpoint that verifies; damaged ones are reported, set aside and skipped
         path, state = ckpt_mod.load_for_resume(root, self.algo, scaler=self.scaler,
-                                               generators={"mask": self.mask_rng})
+                                               generators={"mask": self.mask_rng}, set_aside=self.dist.is_main,
+                                               report=self._report if self.dist.is_main else lambda m: None)
         self.step = int(state["step"])
         self.images = int(state["images"])
         self.position = int(state["data_position"])
