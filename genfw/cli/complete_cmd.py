@@ -69,9 +69,11 @@ def add_commands(group: click.Group) -> None:
     @click.option("--attributes", "attributes", default="",
                   help="Attributes like Smiling=1,Male=0 (conditional models; unnamed ones are 0).")
     @click.option("--landmarks-out", default=None, help="Also write the landmarks used as JSON.")
+    @click.option("--mask-polarity", type=click.Choice(("auto", "white-hole", "black-hole")), default="auto", show_default=True,
+                  help="auto: white = hole, over 50 % hole refused as inverted; white-hole / black-hole: trust it.")
     @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
     def complete(run, image, mask, out, source, lm_file, coarse, backend, detector_weights, attributes,
-                 landmarks_out, device):
+                 landmarks_out, mask_polarity, device):
         """Complete the holes of IMAGE (white in MASK) with structure from landmarks and chosen attributes."""
         from genfw.cli.inpaint_cmd import inpaint_image
         from genfw.cli.landmarks_cmd import build_detector, detect_one, landmarks_record
@@ -87,7 +89,7 @@ def add_commands(group: click.Group) -> None:
         if "inpaint" not in algo.capabilities():
             raise GenfwError(f"{type(algo).__name__} cannot inpaint; `genfw complete` needs an inpainting run")
         img = read_image(image, channels=algo.ctx.channels)
-        m = load_mask(mask, img.shape)
+        m = load_mask(mask, img.shape, mask_polarity)
         h, w = img.shape[-2:]
         conditions = {}
 

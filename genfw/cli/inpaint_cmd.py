@@ -79,8 +79,10 @@ def add_commands(group: click.Group) -> None:
     @click.option("-o", "--out", "out", required=True, help="Output image (PNG).")
     @click.option("--attention", default=None, metavar="X,Y", help="Also render this pixel's attention map.")
     @click.option("--attention-out", default=None, help="Where to write it (default: OUT with -attention).")
+    @click.option("--mask-polarity", type=click.Choice(("auto", "white-hole", "black-hole")), default="auto", show_default=True,
+                  help="auto: white = hole, over 50 % hole refused as inverted; white-hole / black-hole: trust it.")
     @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
-    def inpaint(run, image, mask, out, attention, attention_out, device):
+    def inpaint(run, image, mask, out, attention, attention_out, mask_polarity, device):
         """Fill the holes of IMAGE marked white in MASK (same size; white = hole, black = known)."""
         from pathlib import Path
 
@@ -94,7 +96,7 @@ def add_commands(group: click.Group) -> None:
             raise GenfwError(f"{type(algo).__name__} cannot inpaint (it has: "
                              f"{', '.join(sorted(algo.capabilities())) or 'no inpainting capability'})")
         img = read_image(image, channels=algo.ctx.channels)
-        m = load_mask(mask, img.shape)
+        m = load_mask(mask, img.shape, mask_polarity)
         result, att = inpaint_image(algo, img, m, point)
         path = save_image(result, out)
         click.echo(f"wrote {path}")

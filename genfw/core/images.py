@@ -15,19 +15,88 @@ from genfw.core.errors import GenfwError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 
 
+DEFAULT_MAX_PIXELS = 2**28  # 268 Mpx (16384 x 16384): far above any photo, below a decompression bomb
+MAX_PIXELS_ENV = "GENFW_MAX_IMAGE_PIXELS"
+FLOAT_TOLERANCE = 1e-3  # float images may overshoot [0, 1] by rounding; more than this is not [0, 1] data
+
+
+def max_image_pixels() -> int:
+    """The pixel limit for any image genfw opens: $GENFW_MAX_IMAGE_PIXELS or 2**28."""
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if limit <= 0:
+        raise GenfwError(f"{MAX_PIXELS_ENV}={raw!r} is not a positive integer (pixels, e.g. {DEFAULT_MAX_PIXELS})")
+    return limit
+
+
+def open_image(p: Path, what: str = "image") -> Image.Image:
+    """PIL image (lazy: header only) with the pixel limit checked before any pixel is decoded."""
+    limit = max_image_pixels()
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # PIL's own bomb check would raise first, without saying how to lift it
+    try:
+        im = Image.open(p)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise GenfwError(f"cannot read {what} {p}: {exc}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+    w, h = im.size
+    if w * h > limit:
+        im.close()
+        raise GenfwError(f"{what} {p} is {w}x{h} = {w * h / 1e6:.0f} Mpx, over the limit of {limit / 1e6:.0f} Mpx; "
+                         f"if the file is trusted, raise it with {MAX_PIXELS_ENV}={w * h}")
+    return im
+
+
+def image_to_unit(im: Image.Image, channels: int, name: str = "image") -> np.ndarray:
+    """H x W x C float32 in [0, 1] from any PIL mode. 8-bit modes go through PIL's conversion;
+    16-bit integer images are divided by 65535 and float images taken as [0, 1] intensities, so
+    high bit depths are scaled, never clipped at 255."""
+    mode = im.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        arr = np.asarray(im)
+        if mode == "F":
+            arr = arr.astype(np.float32, copy=False)
+            if not np.isfinite(arr).all():
+                raise GenfwError(f"{name} is a float image with NaN or Inf pixels")
+            lo, hi = float(arr.min()), float(arr.max())
+            if lo < -FLOAT_TOLERANCE or hi > 1 + FLOAT_TOLERANCE:
+                raise GenfwError(f"{name} is a float image with values in [{lo:.4g}, {hi:.4g}]; genfw reads float "
+                                 "images as [0, 1] intensities: rescale it or save it as 8/16-bit")
+            arr = np.clip(arr, 0.0, 1.0)
+        else:
+            lo, hi = int(arr.min()), int(arr.max())
+            if lo < 0 or hi > 65535:
+                raise GenfwError(f"{name} is a 32-bit integer image with values in [{lo}, {hi}]; genfw reads "
+                                 "8/16-bit integer or [0, 1] float images")
+            arr = arr.astype(np.float32) / 65535.0
+        arr = arr[..., None]
+        return np.repeat(arr, channels, axis=2) if channels == 3 else arr
+    out = np.asarray(im.convert("L" if channels == 1 else "RGB"))
+    out = out[..., None] if out.ndim == 2 else out
+    unit = out.astype(np.float32)
+    unit /= 255.0
+    return unit
+
+
 def read_image(path: str | Path, channels: int = 3) -> torch.Tensor:
-    """C x H x W float in [0, 1]; grey, palette and RGBA are converted. GenfwError if unreadable."""
+    """C x H x W float in [0, 1]; grey, palette, RGBA, 16-bit and float files are converted (high bit
+    depths scaled, not clipped). GenfwError if unreadable or over the pixel limit."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise GenfwError(f"image not found: {p}")
+    im = open_image(p)
     try:
-        with Image.open(p) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
-            arr = np.asarray(im, dtype=np.float32) / 255.0
+        with im:
+            arr = image_to_unit(im, channels, name=f"image {p}")
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise GenfwError(f"cannot read image {p}: {exc}") from None
-    t = torch.from_numpy(arr.copy())
-    return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
+    return torch.from_numpy(arr).permute(2, 0, 1)
 
 
 def resize(img: torch.Tensor, size: int | tuple[int, int], mode: str = "area") -> torch.Tensor:
@@ -83,11 +152,16 @@ def make_grid(images: torch.Tensor, nrow: int = 8, pad: int = 2) -> torch.Tensor
 
 def save_image(img: torch.Tensor, path: str | Path) -> Path:
     """Write atomically (temp file + rename) so a crash never leaves half a PNG."""
+    from genfw.core.atomic import file_mode
+
     p = Path(path).expanduser()
-    if p.parent and not p.parent.exists():
-        p.parent.mkdir(parents=True, exist_ok=True)
-    suffix = p.suffix.lower() or ".png"
-    fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=suffix)
+    try:
+        if p.parent and not p.parent.exists():
+            p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=p.suffix.lower() or ".png")
+    except OSError as exc:
+        raise GenfwError(f"cannot write image {p}: {exc.strerror or exc}: {exc.filename}") from None
+    os.fchmod(fd, file_mode())  # mkstemp creates 0600 whatever the umask says
     os.close(fd)
     try:
         to_pil(img).save(tmp)
