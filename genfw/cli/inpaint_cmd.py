@@ -45,7 +45,7 @@ def inpaint_image(algo, image, mask, attention_at=None):
     """image C x H x W, mask 1 x 1 x H x W (validated) -> (result C x H x W, attention H x W or None)."""
     import torch
 
-    from genfw.core.images import resize
+    from genfw.core.images import paste_holes, resize
 
     size = algo.ctx.image_size
     h, w = image.shape[-2:]
@@ -62,8 +62,7 @@ def inpaint_image(algo, image, mask, attention_at=None):
         at = (min(size - 1, x * size // w), min(size - 1, y * size // h))
     res = algo.inpaint(small.unsqueeze(0), small_mask, attention_at=at) if at else \
         algo.inpaint(small.unsqueeze(0), small_mask)
-    completion = resize(res["output"][0].cpu(), (h, w), mode="bicubic")
-    result = torch.where(hole[0] > 0.5, completion, image)
+    result = paste_holes(image, hole[0], res["output"][0])  # banded: bounded memory at any size
     attention = None
     if at is not None:
         att = res["attention"][0].cpu().unsqueeze(0).unsqueeze(0)

@@ -84,6 +84,45 @@ def image_to_unit(im: Image.Image, channels: int, name: str = "image") -> np.nda
     return unit
 
 
+def _unit_tensor(im: Image.Image, channels: int, name: str) -> torch.Tensor:
+    """C x H x W float32 in [0, 1], converted one channel at a time from 8-bit files: the decoded
+    bytes and the float result are all that is ever held (a 10000 x 10000 RGB photo: 0.3 + 1.2 GB)."""
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        return torch.from_numpy(image_to_unit(im, channels, name)).permute(2, 0, 1)
+    want = "L" if channels == 1 else "RGB"
+    arr = np.array(im if im.mode == want else im.convert(want))  # no extra copy when already `want`
+    im.close()  # the decoded pixels now live in `arr` only
+    return _planes_to_unit(arr)
+
+
+def _planes_to_unit(arr: np.ndarray) -> torch.Tensor:
+    """H x W (x C) uint8 -> C x H x W float32 / 255, one plane at a time (no full-size temporaries)."""
+    arr = arr[..., None] if arr.ndim == 2 else arr
+    out = torch.empty(arr.shape[2], arr.shape[0], arr.shape[1])
+    for c in range(arr.shape[2]):
+        out[c].copy_(torch.from_numpy(np.ascontiguousarray(arr[..., c])))
+    return out.div_(255.0)
+
+
+def read_mask_planes(im: Image.Image) -> torch.Tensor:
+    """C x H x W float in [0, 1] of a mask file: one plane when the file is grey (even if stored as
+    RGB: the planes are compared in 8 bits first), three when it really has colour, so the mask
+    checks see the colour and a large grey mask costs one float plane, not three."""
+    if im.mode in ("1", "L", "P") and not (im.mode == "P" and im.palette and im.palette.mode != "L"):
+        if im.mode == "P":
+            arr = np.array(im.convert("RGB"))
+            if not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])):
+                return _planes_to_unit(arr)
+            return _planes_to_unit(arr[..., 0])
+        return _planes_to_unit(np.array(im.convert("L")))
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        return torch.from_numpy(image_to_unit(im, 1, "mask")).permute(2, 0, 1)
+    arr = np.array(im if im.mode == "RGB" else im.convert("RGB"))
+    if np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2]):
+        return _planes_to_unit(arr[..., 0])
+    return _planes_to_unit(arr)
+
+
 def read_image(path: str | Path, channels: int = 3) -> torch.Tensor:
     """C x H x W float in [0, 1]; grey, palette, RGBA, 16-bit and float files are converted (high bit
     depths scaled, not clipped). GenfwError if unreadable or over the pixel limit."""
@@ -93,10 +132,9 @@ def read_image(path: str | Path, channels: int = 3) -> torch.Tensor:
     im = open_image(p)
     try:
         with im:
-            arr = image_to_unit(im, channels, name=f"image {p}")
+            return _unit_tensor(im, channels, name=f"image {p}")
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise GenfwError(f"cannot read image {p}: {exc}") from None
-    return torch.from_numpy(arr).permute(2, 0, 1)
 
 
 def resize(img: torch.Tensor, size: int | tuple[int, int], mode: str = "area") -> torch.Tensor:
@@ -129,12 +167,52 @@ def load_image(path: str | Path, size: int | None = None, channels: int = 3) -> 
     return img.unsqueeze(0)
 
 
+BAND_ROWS = 64  # rows per band when full-resolution images are converted or composited
+
+
 def to_pil(img: torch.Tensor) -> Image.Image:
-    x = img.detach().float().cpu().clamp(0, 1)
+    """[0, 1] C x H x W (or 1 x C x H x W) -> 8-bit PIL image, converted band by band so a
+    full-resolution image needs no float temporaries of its own size."""
+    x = img.detach()
     if x.ndim == 4:
         x = x[0]
-    arr = (x.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-    return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+    c, h, w = x.shape
+    arr = np.empty((h, w, c), np.uint8)
+    for y0 in range(0, h, BAND_ROWS):
+        band = x[:, y0:y0 + BAND_ROWS].float().cpu().clamp(0, 1).mul_(255).add_(0.5)
+        arr[y0:y0 + BAND_ROWS] = band.to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(arr[..., 0] if c == 1 else arr)
+
+
+def _cubic_taps(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(index, weight), each n_out x 4: torch's bicubic resampling (align_corners=False) along one
+    axis, read off F.interpolate applied to the unit vectors, so it matches F.interpolate exactly."""
+    basis = torch.eye(n_in).view(n_in, 1, n_in, 1)
+    rows = F.interpolate(basis, size=(n_out, 1), mode="bicubic", align_corners=False).view(n_in, n_out).t()
+    k = min(4, n_in)
+    _, idx = rows.abs().topk(k, dim=1)
+    return idx, rows.gather(1, idx)
+
+
+def paste_holes(image: torch.Tensor, hole: torch.Tensor, small: torch.Tensor) -> torch.Tensor:
+    """`image` (C x H x W) with its hole pixels (hole: 1 x H x W, > 0.5) replaced by `small`
+    (C x h x w, the model's completion at its working size) resized bicubically to H x W.
+
+    Same result as resizing `small` to H x W and selecting, but done in bands of rows: the
+    memory beyond the input and the output is a few bands, whatever the image size (the naive
+    way holds three more full-size float images)."""
+    c, h, w = image.shape
+    small = small.detach().float().cpu()
+    across = F.interpolate(small.unsqueeze(0), size=(small.shape[-2], w), mode="bicubic",
+                           align_corners=False)[0]  # C x h_small x W: the x pass, once
+    idx, wts = _cubic_taps(small.shape[-2], h)
+    out = torch.empty_like(image)
+    for y0 in range(0, h, BAND_ROWS):
+        y1 = min(h, y0 + BAND_ROWS)
+        rows = across[:, idx[y0:y1]]  # C x band x 4 x W
+        comp = (rows * wts[y0:y1, :, None]).sum(2).clamp_(0, 1)
+        out[:, y0:y1] = torch.where(hole[:, y0:y1] > 0.5, comp.to(image.dtype), image[:, y0:y1])
+    return out
 
 
 def make_grid(images: torch.Tensor, nrow: int = 8, pad: int = 2) -> torch.Tensor:

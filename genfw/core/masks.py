@@ -16,7 +16,7 @@ from attrs import define, field, validators as v
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from genfw.core.errors import GenfwError
-from genfw.core.images import IMAGE_SUFFIXES, open_image
+from genfw.core.images import IMAGE_SUFFIXES, open_image, read_mask_planes
 
 # Polarity thresholds. A user's mask for one image (`genfw inpaint` / `complete`) with more than
 # half of it hole is far more often a white-is-known file (a typical inverted mask is 75 % "hole")
@@ -128,7 +128,7 @@ def read_mask(path: str | Path, name: str | None = None) -> torch.Tensor:
                 im = im.convert("RGBA")
                 arr = np.asarray(im, dtype=np.float32)[..., :3] / 255.0
             else:
-                arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+                return binarize(read_mask_planes(im).unsqueeze(0), name=label)  # one plane for grey files
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise GenfwError(f"cannot read mask {p}: {exc}") from None
     t = torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0)
