@@ -40,6 +40,12 @@ class CheckpointError(GenfwError):
     """A checkpoint that cannot be used: missing or unreadable file, failed sha256, bad state.json."""
 
 
+class DamagedCheckpointError(CheckpointError):
+    """The checkpoint's bytes are wrong (missing, unreadable, failed sha256, malformed, NaN weights):
+    --resume skips it. A checkpoint that is intact but does not fit the run is a plain
+    CheckpointError, and stops --resume instead (an older one would not fit either)."""
+
+
 class NonFiniteStateError(GenfwError):
     """Weights, buffers or optimizer state hold NaN/Inf: such a state is never checkpointed."""
 
@@ -347,18 +353,18 @@ def find_checkpoint(path: str | Path) -> Path:
 def _check_state_fields(state: Any, p: Path) -> None:
     """state.json's own fields have the types the loader relies on (hand edits, other tools)."""
     if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint state {p} is not a JSON object")
+        raise DamagedCheckpointError(f"checkpoint state {p} is not a JSON object")
     for key in ("step", "images", "data_position"):
         val = state.get(key)
         if isinstance(val, bool) or not isinstance(val, int) or val < 0:
-            raise CheckpointError(f"checkpoint state {p}: '{key}' must be a non-negative integer, got {val!r}")
+            raise DamagedCheckpointError(f"checkpoint state {p}: '{key}' must be a non-negative integer, got {val!r}")
     rng = state.get("rng")
     if not isinstance(rng, dict) or not all(k in rng for k in ("torch", "numpy", "python")):
-        raise CheckpointError(f"checkpoint state {p}: 'rng' (torch, numpy and python states) is missing or "
+        raise DamagedCheckpointError(f"checkpoint state {p}: 'rng' (torch, numpy and python states) is missing or "
                               "malformed; the checkpoint cannot resume exactly")
     for key in ("config", "context"):
         if not isinstance(state.get(key, {}), dict):
-            raise CheckpointError(f"checkpoint state {p}: '{key}' must be a table, got {type(state[key]).__name__}")
+            raise DamagedCheckpointError(f"checkpoint state {p}: '{key}' must be a table, got {type(state[key]).__name__}")
 
 
 def read_state(ckpt: str | Path) -> dict:
@@ -368,11 +374,11 @@ def read_state(ckpt: str | Path) -> dict:
         text = p.read_bytes().decode("utf-8")
         state = json.loads(text)
     except OSError as exc:
-        raise CheckpointError(f"cannot read checkpoint state {p}: {exc.strerror or exc}") from None
+        raise DamagedCheckpointError(f"cannot read checkpoint state {p}: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"checkpoint state {p} is not valid JSON ({exc}); the file is damaged") from None
+        raise DamagedCheckpointError(f"checkpoint state {p} is not valid JSON ({exc}); the file is damaged") from None
     if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint state {p} is not a JSON object")
+        raise DamagedCheckpointError(f"checkpoint state {p} is not a JSON object")
     integ = state.get("integrity")
     if integ is not None:
         try:
@@ -381,7 +387,7 @@ def read_state(ckpt: str | Path) -> dict:
         except (TypeError, KeyError, ValueError):
             ok = False
         if not ok:
-            raise CheckpointError(f"checkpoint state {p} fails its sha256 check (edited or damaged)")
+            raise DamagedCheckpointError(f"checkpoint state {p} fails its sha256 check (edited or damaged)")
     _check_state_fields(state, p)
     return state
 
@@ -392,20 +398,20 @@ def _file_bytes(ckpt: Path, name: str, state: Mapping[str, Any]) -> bytes:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise CheckpointError(f"checkpoint file missing: {path}") from None
+        raise DamagedCheckpointError(f"checkpoint file missing: {path}") from None
     except OSError as exc:
-        raise CheckpointError(f"cannot read checkpoint file {path}: {exc.strerror or exc}") from None
+        raise DamagedCheckpointError(f"cannot read checkpoint file {path}: {exc.strerror or exc}") from None
     integ = state.get("integrity")
     if integ is not None:
         want = (integ.get("sha256") or {}).get(name) if isinstance(integ, dict) else None
         if want is None:
-            raise CheckpointError(f"checkpoint {ckpt}: state.json records no sha256 for {name}")
+            raise DamagedCheckpointError(f"checkpoint {ckpt}: state.json records no sha256 for {name}")
         got = hashlib.sha256(data).hexdigest()
         if got != want:
             size = (integ.get("bytes") or {}).get(name)
             detail = f"{len(data)} bytes, expected {size}" if size is not None and size != len(data) else \
                 "content changed"
-            raise CheckpointError(f"checkpoint file {path} fails its sha256 check ({detail}): it is damaged")
+            raise DamagedCheckpointError(f"checkpoint file {path} fails its sha256 check ({detail}): it is damaged")
     return data
 
 
@@ -414,7 +420,7 @@ def _tensors(ckpt: Path, name: str, state: Mapping[str, Any], device: str = "cpu
     try:
         tensors = load_bytes(data)
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for bad files
-        raise CheckpointError(f"checkpoint file {ckpt / name} is not a readable safetensors file: "
+        raise DamagedCheckpointError(f"checkpoint file {ckpt / name} is not a readable safetensors file: "
                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     return {k: v.to(device) for k, v in tensors.items()} if device != "cpu" else tensors
 
@@ -441,7 +447,7 @@ def _load_networks_from(ckpt: Path, tensors: Mapping[str, torch.Tensor], algo, s
             raise CheckpointError(f"checkpoint {ckpt} has no weights for network {name!r}")
         bad = [k for k, v in sub.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
         if bad:
-            raise CheckpointError(f"checkpoint {ckpt}: network {name!r} tensor {bad[0]!r} holds NaN/Inf "
+            raise DamagedCheckpointError(f"checkpoint {ckpt}: network {name!r} tensor {bad[0]!r} holds NaN/Inf "
                                   f"({len(bad)} such tensors); it was saved from a diverged run — use an older "
                                   "checkpoint")
         try:
@@ -478,7 +484,7 @@ def load_checkpoint(ckpt: str | Path, algo, *, scaler: torch.amp.GradScaler | No
                 if not isinstance(tree.get(key), dict):
                     raise ValueError(f"'{key}' is missing")
         except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise CheckpointError(f"checkpoint file {opt_json} is malformed ({exc}); the file is damaged") from None
+            raise DamagedCheckpointError(f"checkpoint file {opt_json} is malformed ({exc}); the file is damaged") from None
     _load_networks_from(ckpt, nets, algo)
     try:
         algo.load_extra(join_state(state.get("algorithm", {}), {}), extra_tensors)
@@ -503,7 +509,7 @@ def load_checkpoint(ckpt: str | Path, algo, *, scaler: torch.amp.GradScaler | No
         try:
             set_rng_state(state["rng"], generators)
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError, base64.binascii.Error) as exc:
-            raise CheckpointError(f"checkpoint {ckpt}: the saved random state is malformed "
+            raise DamagedCheckpointError(f"checkpoint {ckpt}: the saved random state is malformed "
                                   f"({type(exc).__name__}: {exc})") from None
     return state
 
@@ -528,15 +534,16 @@ def resume_candidates(root: Path) -> list[Path]:
 
 def load_for_resume(root: str | Path, algo, *, scaler=None, generators=None, set_aside: bool = True,
                     report=lambda msg: print(msg, file=sys.stderr)) -> tuple[Path, dict]:
-    """Load the newest checkpoint that verifies and loads. Each one skipped is reported with the
-    reason and renamed `<step>.corrupt` (kept for inspection, never tried or pruned again).
-    CheckpointError listing every reason when none is usable."""
+    """Load the newest checkpoint that verifies and loads. Each damaged one skipped is reported with
+    the reason and renamed `<step>.corrupt` (kept for inspection, never tried or pruned again).
+    CheckpointError when none is usable; a checkpoint that is intact but does not fit this run
+    (changed networks) stops the search at once with its CheckpointError, renaming nothing."""
     root = Path(root)
     reasons = []
     for cand in resume_candidates(root):
         try:
             return cand, load_checkpoint(cand, algo, scaler=scaler, generators=generators)
-        except CheckpointError as exc:
+        except DamagedCheckpointError as exc:
             aside = cand.with_name(cand.name + ".corrupt")
             try:
                 if not set_aside:

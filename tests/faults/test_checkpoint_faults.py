@@ -179,3 +179,18 @@ def test_non_finite_weights_with_valid_hash_refused(pristine, registry, use_regi
     assert ck.verify_checkpoint(out / "checkpoints" / "00000005")  # the hashes are fine
     res = CliRunner().invoke(cli, ["sample", str(out), "-o", str(tmp_path / "g.png"), "--device", "cpu"])
     harness.assert_clean([harness.expect_cli_error("NaN weights, valid hash", res, match="network 'G'")])
+
+
+def test_resume_into_changed_networks_stops_without_renaming(pristine, registry, tmp_path):
+    """An intact checkpoint that does not fit the run (networks changed) is not "damaged": --resume
+    stops with one line and sets nothing aside (an older checkpoint would not fit either)."""
+    out = _copy(pristine, tmp_path)
+    raw = _resume_config(out)
+    raw["algorithm"]["generator"] = {**raw["algorithm"]["generator"], "base_channels": 8}
+    cfg, resolved = resolve_run(raw, registry)
+    outcome = harness.expect_error("resume into changed networks",
+                                   lambda: train(cfg, resolved, registry, resume=True, progress=False),
+                                   match="does not fit")
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    harness.assert_clean([outcome, harness.record("nothing set aside", "clean" if names == [
+        "00000002", "00000004", "latest"] else "silent", str(names))])

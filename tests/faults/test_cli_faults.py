@@ -147,3 +147,11 @@ def test_image_input_matrix(tmp_path, monkeypatch):
     ]:
         outcomes.append(harness.expect_error(name, fn, match))
     harness.assert_clean(outcomes)
+
+
+def test_csa_at_32_px_is_one_line(tmp_path, monkeypatch):
+    """The real csa plugin at an image size its default CSA level does not fit (real registry)."""
+    monkeypatch.setenv("GENFW_ALLOW_RANDOM_WEIGHTS", "1")
+    res = _invoke(["run", "--plugin", "csa", "--set", "data.image_size=32", "--steps", "1", "--device", "cpu",
+                   "--out", str(tmp_path / "csa"), "--no-progress"])
+    harness.assert_clean([harness.expect_cli_error("csa at 32 px", res, "csa_level")])
