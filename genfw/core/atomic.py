@@ -11,7 +11,15 @@ _umask_lock = threading.Lock()
 
 
 def current_umask() -> int:
-    """The process umask (os.umask can only be read by setting it, so set it straight back)."""
+    """The process umask: from /proc on Linux, else by setting it and straight back (os.umask can
+    only be read that way, and another thread creating a file meanwhile would see 022)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     with _umask_lock:
         mask = os.umask(0o022)
         os.umask(mask)

@@ -273,6 +273,7 @@ def save_checkpoint(ckpt_root: str | Path, algo, *, step: int, images: int, data
         if final.exists():  # same step saved again (e.g. Ctrl-C right after a scheduled save)
             shutil.rmtree(final)
         os.replace(tmp, final)
+        _fsync_dir(root)  # the directory rename is durable before `latest` can name it
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
