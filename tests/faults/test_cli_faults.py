@@ -155,3 +155,18 @@ def test_csa_at_32_px_is_one_line(tmp_path, monkeypatch):
     res = _invoke(["run", "--plugin", "csa", "--set", "data.image_size=32", "--steps", "1", "--device", "cpu",
                    "--out", str(tmp_path / "csa"), "--no-progress"])
     harness.assert_clean([harness.expect_cli_error("csa at 32 px", res, "csa_level")])
+
+
+def test_os_error_lines_name_path_and_remedy():
+    from genfw.cli import os_error_line
+
+    cases = {errno.ENOSPC: "disk is full", errno.EROFS: "read-only", errno.EFBIG: "ulimit",
+             errno.ENOTDIR: "not a directory", errno.EDQUOT: "quota", errno.EIO: "I/O"}
+    outcomes = []
+    for code, word in cases.items():
+        line = os_error_line(OSError(code, os.strerror(code), "/data/run/x.safetensors"))
+        ok = "/data/run/x.safetensors" in line and word.lower() in line.lower() and "\n" not in line
+        outcomes.append(harness.record(f"os error {errno.errorcode[code]}", "clean" if ok else "silent", line))
+    two = os_error_line(OSError(errno.EXDEV, os.strerror(errno.EXDEV), "/a", None, "/b"))
+    assert "/a -> /b" in two
+    harness.assert_clean(outcomes)
