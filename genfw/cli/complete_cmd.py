@@ -69,7 +69,8 @@ def add_commands(group: click.Group) -> None:
     @click.option("--attributes", "attributes", default="",
                   help="Attributes like Smiling=1,Male=0 (conditional models; unnamed ones are 0).")
     @click.option("--landmarks-out", default=None, help="Also write the landmarks used as JSON.")
-    @click.option("--mask-polarity", type=click.Choice(("auto", "white-hole", "black-hole")), default="auto", show_default=True,
+    @click.option("--mask-polarity", type=click.Choice(("auto", "white-hole", "black-hole")), default="auto",
+                  show_default=True,
                   help="auto: white = hole, over 50 % hole refused as inverted; white-hole / black-hole: trust it.")
     @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
     def complete(run, image, mask, out, source, lm_file, coarse, backend, detector_weights, attributes,

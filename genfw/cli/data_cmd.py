@@ -18,7 +18,8 @@ def _registry():
               help="Any registered mask generator (see `genfw components`).")
 @click.option("-n", "count", default=16, show_default=True, type=click.IntRange(1, 1024), help="Masks to draw.")
 @click.option("--size", default=256, show_default=True, type=click.IntRange(4, 8192), help="Mask side in pixels.")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**62 - 1), help="Seed of the mask generator.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**62 - 1),
+              help="Seed of the mask generator.")
 @click.option("--set", "options", multiple=True, metavar="KEY=VALUE",
               help="Mask option, e.g. --set ratio=[0.2,0.3] or --set root=masks/ (repeatable).")
 @click.option("-o", "--out", default="masks.png", show_default=True, help="Output PNG grid.")

@@ -78,7 +78,8 @@ def add_commands(group: click.Group) -> None:
     @click.option("-o", "--out", "out", required=True, help="Output image (PNG).")
     @click.option("--attention", default=None, metavar="X,Y", help="Also render this pixel's attention map.")
     @click.option("--attention-out", default=None, help="Where to write it (default: OUT with -attention).")
-    @click.option("--mask-polarity", type=click.Choice(("auto", "white-hole", "black-hole")), default="auto", show_default=True,
+    @click.option("--mask-polarity", type=click.Choice(("auto", "white-hole", "black-hole")), default="auto",
+                  show_default=True,
                   help="auto: white = hole, over 50 % hole refused as inverted; white-hole / black-hole: trust it.")
     @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
     def inpaint(run, image, mask, out, attention, attention_out, mask_polarity, device):

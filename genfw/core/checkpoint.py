@@ -365,7 +365,8 @@ def _check_state_fields(state: Any, p: Path) -> None:
                               "malformed; the checkpoint cannot resume exactly")
     for key in ("config", "context"):
         if not isinstance(state.get(key, {}), dict):
-            raise DamagedCheckpointError(f"checkpoint state {p}: '{key}' must be a table, got {type(state[key]).__name__}")
+            raise DamagedCheckpointError(f"checkpoint state {p}: '{key}' must be a table, "
+                                         f"got {type(state[key]).__name__}")
 
 
 def read_state(ckpt: str | Path) -> dict:
@@ -485,7 +486,8 @@ def load_checkpoint(ckpt: str | Path, algo, *, scaler: torch.amp.GradScaler | No
                 if not isinstance(tree.get(key), dict):
                     raise ValueError(f"'{key}' is missing")
         except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise DamagedCheckpointError(f"checkpoint file {opt_json} is malformed ({exc}); the file is damaged") from None
+            raise DamagedCheckpointError(f"checkpoint file {opt_json} is malformed ({exc}); "
+                                         "the file is damaged") from None
     _load_networks_from(ckpt, nets, algo)
     try:
         algo.load_extra(join_state(state.get("algorithm", {}), {}), extra_tensors)

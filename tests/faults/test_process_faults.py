@@ -123,7 +123,9 @@ def test_file_size_limit_is_one_line(tmp_path):
     lines = res.stderr.strip().splitlines()
     ok = res.returncode == 2 and lines and lines[-1].startswith("error:") and "size limit" in lines[-1] \
         and "Traceback" not in res.stderr
-    left = [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] if (tmp_path / "run" / "checkpoints").exists() else []
-    tidy = not ck.complete_checkpoints(tmp_path / "run" / "checkpoints") and not any(n.startswith(".tmp") for n in left)
+    root = tmp_path / "run" / "checkpoints"
+    left = [p.name for p in root.iterdir()] if root.exists() else []
+    tidy = not ck.complete_checkpoints(root) and not any(n.startswith(".tmp") for n in left)
     harness.assert_clean([harness.record("EFBIG", "clean" if ok else "silent", res.stderr[-500:]),
-                          harness.record("EFBIG leaves nothing half-written", "clean" if tidy else "silent", str(left))])
+                          harness.record("EFBIG leaves nothing half-written", "clean" if tidy else "silent",
+                                         str(left))])
