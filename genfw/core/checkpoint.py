@@ -537,32 +537,38 @@ def resume_candidates(root: Path) -> list[Path]:
 
 def load_for_resume(root: str | Path, algo, *, scaler=None, generators=None, set_aside: bool = True,
                     report=lambda msg: print(msg, file=sys.stderr)) -> tuple[Path, dict]:
-    """Load the newest checkpoint that verifies and loads. Each damaged one skipped is reported with
-    the reason and renamed `<step>.corrupt` (kept for inspection, never tried or pruned again).
-    CheckpointError when none is usable; a checkpoint that is intact but does not fit this run
-    (changed networks) stops the search at once with its CheckpointError, renaming nothing."""
+    """Load the newest checkpoint that verifies and loads; each damaged one skipped is reported
+    with the reason. Once one loads, the skipped ones are renamed `<step>.corrupt` (kept for
+    inspection, never tried, pruned or called "last good" again). CheckpointError, renaming
+    nothing, when none is usable; a checkpoint that is intact but does not fit this run (changed
+    networks) stops the search at once (an older one would not fit either)."""
     root = Path(root)
-    reasons = []
+    skipped: list[Path] = []
     for cand in resume_candidates(root):
         try:
-            return cand, load_checkpoint(cand, algo, scaler=scaler, generators=generators)
+            state = load_checkpoint(cand, algo, scaler=scaler, generators=generators)
         except DamagedCheckpointError as exc:
-            aside = cand.with_name(cand.name + ".corrupt")
-            try:
-                if not set_aside:
-                    raise OSError
-                if aside.exists():
-                    shutil.rmtree(aside)
-                os.replace(cand, aside)
-                kept = f"; moved to {aside.name}"
-            except OSError:
-                kept = ""
-            report(f"skipped checkpoint {cand.name}: {exc}{kept}")
-            reasons.append(f"{cand.name}: {exc}")
-    if not reasons:
+            report(f"skipped checkpoint {cand.name}: {exc}")
+            skipped.append(cand)
+            continue
+        for bad in skipped if set_aside else []:
+            _set_aside(bad, report)
+        return cand, state
+    if not skipped:
         raise CheckpointError(f"no checkpoint in {root} to resume from")
-    raise CheckpointError(f"no usable checkpoint in {root} ({len(reasons)} tried, all failed verification); "
-                          "start a fresh run with another --out")
+    raise CheckpointError(f"no usable checkpoint in {root} ({len(skipped)} tried, all damaged: see the lines "
+                          "above); nothing was changed: start a fresh run with another --out")
+
+
+def _set_aside(ckpt: Path, report) -> None:
+    aside = ckpt.with_name(ckpt.name + ".corrupt")
+    try:
+        if aside.exists():
+            shutil.rmtree(aside)
+        os.replace(ckpt, aside)
+        report(f"moved damaged checkpoint {ckpt.name} to {aside.name}")
+    except OSError as exc:
+        report(f"warning: could not move damaged checkpoint {ckpt} aside: {exc.strerror or exc}")
 
 
 def load_run(path: str, device: str = "auto", registry=None):

@@ -194,3 +194,18 @@ def test_resume_into_changed_networks_stops_without_renaming(pristine, registry,
     names = sorted(p.name for p in (out / "checkpoints").iterdir())
     harness.assert_clean([outcome, harness.record("nothing set aside", "clean" if names == [
         "00000002", "00000004", "latest"] else "silent", str(names))])
+
+
+def test_every_checkpoint_damaged_stops_and_changes_nothing(pristine, registry, tmp_path, capsys):
+    out = _copy(pristine, tmp_path)
+    for name in ("00000002", "00000004"):
+        _flip_middle(out / "checkpoints" / name / "networks.safetensors")
+    cfg, resolved = resolve_run(_resume_config(out), registry)
+    outcome = harness.expect_error("all checkpoints damaged",
+                                   lambda: train(cfg, resolved, registry, resume=True, progress=False),
+                                   match="no usable checkpoint")
+    err = capsys.readouterr().err
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    ok = names == ["00000002", "00000004", "latest"] and err.count("skipped checkpoint") == 2
+    harness.assert_clean([outcome, harness.record("all damaged: reported, nothing renamed",
+                                                  "clean" if ok else "silent", f"{names} {err}")])
