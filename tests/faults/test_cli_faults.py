@@ -154,7 +154,7 @@ def test_csa_at_32_px_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("GENFW_ALLOW_RANDOM_WEIGHTS", "1")
     res = _invoke(["run", "--plugin", "csa", "--set", "data.image_size=32", "--steps", "1", "--device", "cpu",
                    "--out", str(tmp_path / "csa"), "--no-progress"])
-    harness.assert_clean([harness.expect_cli_error("csa at 32 px", res, "csa_level")])
+    harness.assert_clean([harness.expect_cli_error("csa at 32 px", res, "csa_level = 2")])
 
 
 def test_os_error_lines_name_path_and_remedy():
