@@ -528,9 +528,9 @@ def last_good(root: str | Path) -> Path | None:
     return None
 
 
-def resume_candidates(root: Path) -> list[Path]:
+def resume_candidates(root: Path, warn: bool = True) -> list[Path]:
     """What --resume tries, in order: the checkpoint `latest` names, then the others newest first."""
-    named = read_latest(root)
+    named = read_latest(root, warn=warn)
     rest = [p for p in reversed(complete_checkpoints(root)) if named is None or p != named]
     return ([named] if named is not None else []) + rest
 
