@@ -130,9 +130,11 @@ class Latent(nn.Module):
     """Table 3 bottom: 3x3, 4x4 valid conv to latent x 1 x 1 (no IN), attribute concat, 4x4 transposed
     conv back to 4x4, 3x3."""
 
-    def __init__(self, ch: int, latent: int, num_attributes: int) -> None:
+    def __init__(self, cin: int, ch: int, latent: int, num_attributes: int) -> None:
         super().__init__()
-        self.conv_in = Conv(ch, ch)
+        # widens in the first conv like every level (cin = w(8), which the 8x8 level hands down;
+        # equal to ch at the paper's widths, where 4 to 64 px are all 512)
+        self.conv_in = Conv(cin, ch)
         self.to_latent = Conv(ch, latent, 4, norm=False, padding=0)
         self.from_latent = nn.Sequential(nn.ConvTranspose2d(latent + num_attributes, ch, 4),
                                          nn.InstanceNorm2d(ch, affine=True), nn.LeakyReLU(0.2))
@@ -231,7 +233,7 @@ class FOAMGenerator(nn.Module):
         # encoder[i] works at level index i (i >= 1); index 0 (4x4) is the latent block alone
         self.encoder = nn.ModuleList([nn.Identity()] + [EncoderLevel(w_in[i], w[i], residual)
                                                         for i in range(1, self.levels)])
-        self.latent = Latent(w[0], cfg.latent_channels, cfg.num_attributes)
+        self.latent = Latent(w_in[0], w[0], cfg.latent_channels, cfg.num_attributes)
         self.decoder = nn.ModuleList([nn.Identity()] + [DecoderLevel(w[i - 1], w[i], cfg.skip)
                                                         for i in range(1, self.levels)])
         self.to_rgb = nn.ModuleList([to_rgb(c, cfg.image_channels) for c in w])
@@ -426,8 +428,9 @@ class FOAMDiscriminator(nn.Module):
         cin = cfg.image_channels + cfg.landmark_channels
         self.from_input = nn.ModuleList([Conv(cin, c, 1) for c in w_in])
         self.blocks = nn.ModuleList([nn.Identity()] + [DLevel(w_in[i], w[i]) for i in range(1, self.levels)])
-        self.cls = nn.Sequential(Conv(w[0], w[0]), nn.Conv2d(w[0], 1, 4))
-        self.attr = nn.Sequential(Conv(w[0], w[0]), nn.Conv2d(w[0], cfg.num_attributes, 4)) \
+        # the 4x4 features arrive with width w_in[0] (= w[0] at the paper's widths)
+        self.cls = nn.Sequential(Conv(w_in[0], w[0]), nn.Conv2d(w[0], 1, 4))
+        self.attr = nn.Sequential(Conv(w_in[0], w[0]), nn.Conv2d(w[0], cfg.num_attributes, 4)) \
             if cfg.num_attributes else None
 
     def _input(self, image, landmarks):
