@@ -16,6 +16,7 @@ import json
 import click
 
 from genfw.core.errors import GenfwError
+from genfw.core.precision import precision_option, prepare_inference
 
 
 def parse_attributes(text: str, names: list[str], count: int):
@@ -70,8 +71,9 @@ def add_commands(group: click.Group) -> None:
                   help="Attributes like Smiling=1,Male=0 (conditional models; unnamed ones are 0).")
     @click.option("--landmarks-out", default=None, help="Also write the landmarks used as JSON.")
     @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+    @precision_option
     def complete(run, image, mask, out, source, lm_file, coarse, backend, detector_weights, attributes,
-                 landmarks_out, device):
+                 landmarks_out, device, precision):
         """Complete the holes of IMAGE (white in MASK) with structure from landmarks and chosen attributes."""
         from genfw.cli.inpaint_cmd import inpaint_image
         from genfw.cli.landmarks_cmd import build_detector, detect_one, landmarks_record
@@ -84,6 +86,7 @@ def add_commands(group: click.Group) -> None:
         if len(given) > 1:
             raise GenfwError(f"give one landmark source, not {' and '.join(given)}")
         algo, _ = load_run(run, device=device)
+        prepare_inference(algo, precision)
         if "inpaint" not in algo.capabilities():
             raise GenfwError(f"{type(algo).__name__} cannot inpaint; `genfw complete` needs an inpainting run")
         img = read_image(image, channels=algo.ctx.channels)
@@ -106,6 +109,7 @@ def add_commands(group: click.Group) -> None:
                 lm = detect_one(detector, read_image(source, channels=3), source)[None]
             else:
                 coarse_algo, _ = load_run(coarse, device=device)
+                prepare_inference(coarse_algo, precision)
                 if "inpaint" not in coarse_algo.capabilities():
                     raise GenfwError(f"--coarse {coarse}: {type(coarse_algo).__name__} cannot inpaint")
                 if coarse_algo.ctx.channels != algo.ctx.channels:

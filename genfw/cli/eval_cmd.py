@@ -11,6 +11,7 @@ import json
 import click
 
 from genfw.core.errors import GenfwError
+from genfw.core.precision import precision_option, prepare_inference
 
 FIDELITY_METRICS = ("fid", "kid", "isc", "prc")
 METRIC_GROUPS = ("inpaint", "msssim", *FIDELITY_METRICS)
@@ -107,7 +108,8 @@ def add_commands(group: click.Group) -> None:
                        "then the torch hub cache).")
     @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-    def eval_command(run, metrics, data_path, masks, count, batch_size, seed, weights, device, as_json):
+    @precision_option
+    def eval_command(run, metrics, data_path, masks, count, batch_size, seed, weights, device, as_json, precision):
         """Score RUN_OR_CHECKPOINT; inpaint: per hole-ratio bin, like the CSA paper's table 2;
         fid, kid, isc, prc: N seeded samples against N real images (the run's data or --data)."""
         from genfw.core.checkpoint import load_run
@@ -124,6 +126,7 @@ def add_commands(group: click.Group) -> None:
 
             resolve_weights(weights)
         algo, cfg = load_run(run, device=device)
+        prepare_inference(algo, precision)
         caps = algo.capabilities()
         if "inpaint" in wanted and "inpaint" not in caps:
             raise GenfwError(f"{type(algo).__name__} cannot inpaint, so --metrics inpaint does not apply")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from genfw.core.errors import GenfwError
+from genfw.core.precision import precision_option, prepare_inference
 
 
 def _point(value: str | None):
@@ -80,7 +81,8 @@ def add_commands(group: click.Group) -> None:
     @click.option("--attention", default=None, metavar="X,Y", help="Also render this pixel's attention map.")
     @click.option("--attention-out", default=None, help="Where to write it (default: OUT with -attention).")
     @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
-    def inpaint(run, image, mask, out, attention, attention_out, device):
+    @precision_option
+    def inpaint(run, image, mask, out, attention, attention_out, device, precision):
         """Fill the holes of IMAGE marked white in MASK (same size; white = hole, black = known)."""
         from pathlib import Path
 
@@ -90,6 +92,7 @@ def add_commands(group: click.Group) -> None:
 
         point = _point(attention)
         algo, _ = load_run(run, device=device)
+        prepare_inference(algo, precision)
         if "inpaint" not in algo.capabilities():
             raise GenfwError(f"{type(algo).__name__} cannot inpaint (it has: "
                              f"{', '.join(sorted(algo.capabilities())) or 'no inpainting capability'})")

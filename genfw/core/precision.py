@@ -13,22 +13,24 @@ resolves here to one of
 The probe runs once per process and device; the policy carries the reason it was chosen, which
 the trainer prints and writes to ``OUT/policy.json`` and ``genfw bench`` prints on its first line.
 
-Inference (`cast_for_inference`) casts the networks once to the policy's dtype and layout and runs
+Inference (`prepare_inference`) casts the networks once to the policy's dtype and layout and runs
 under autocast: ops autocast keeps in fp32 still get fp32, but no weight is re-cast per call.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import os
 import statistics
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from attrs import asdict, define
 
 from genfw.core.errors import GenfwError
 
+log = logging.getLogger("genfw")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BF16_MIN_SPEEDUP = 1.25  # below this a bf16 default is not worth its rounding
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -143,13 +145,49 @@ def cast_networks(nets, policy: Policy) -> None:
             net.to(memory_format=torch.channels_last)
 
 
-@contextlib.contextmanager
-def inference(algo, precision: str = "auto", device: torch.device | str | None = None) -> Iterator[Policy]:
-    """Run inference calls of a loaded algorithm under a policy: networks cast once (not per call),
-    channels_last where the policy says so, autocast for the ops that stay fp32. The networks stay
-    cast afterwards (a command loads its model for itself)."""
-    dev = torch.device(device) if device is not None else algo.ctx.device
+_CAPABILITIES = ("sample", "inpaint", "reconstruct", "encode", "decode", "visualize")
+
+
+def _as_float(value):
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.is_floating_point() else value
+    if isinstance(value, dict):
+        return {k: _as_float(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_as_float(v) for v in value)
+    return value
+
+
+def prepare_inference(algo, precision: str = "auto") -> Policy:
+    """Make a loaded algorithm's inference calls run under a policy: its networks are cast once
+    (dtype and channels_last; not re-cast per call as bare autocast would), each capability call
+    (sample, inpaint, ...) runs under autocast for the ops that stay fp32, and returns fp32
+    tensors. For commands that load a model for themselves (the networks stay cast)."""
+    dev = algo.ctx.device
     policy = resolve(precision, dev, channels_last=precision != "fp32")
     cast_networks(algo.nets.values(), policy)
-    with autocast(policy, dev):
-        yield policy
+    if policy.precision != "fp32":
+        for name in _CAPABILITIES:
+            method = getattr(algo, name, None)
+            if method is None:
+                continue
+
+            @functools.wraps(method)
+            def call(*args, _method=method, **kwargs):
+                with autocast(policy, dev):
+                    out = _method(*args, **kwargs)
+                return _as_float(out)
+
+            setattr(algo, name, call)
+    algo.inference_policy = policy
+    log.info("inference precision: %s", policy.describe())
+    return policy
+
+
+def precision_option(fn):
+    """The inference commands' --precision option."""
+    import click
+
+    return click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+                        help="auto: bf16 + channels_last where this device runs it faster (AMX, CUDA bf16, or "
+                             "this CPU's probe), else fp32. Networks are cast once.")(fn)
