@@ -139,12 +139,12 @@ def test_step_runs_vgg_once_per_image_with_the_old_steps_losses():
     from genfw.plugins.csa.discriminators import vgg_output
 
     torch.manual_seed(0)
-    algo = _algo(lambda_c=0.5, feature_d=True)
+    algo = _algo(size=64, lambda_c=0.5, feature_d=True)  # the feature D needs pool3 of at least 8x8
     fd = algo.nets["feature_d"]
     calls = []
     hooks = [m.register_forward_hook(lambda *a, name=name: calls.append(name))
              for name, m in (("algo", algo.vgg), ("feature_d", fd.vgg))]
-    batch = _batch()
+    batch = _batch(size=64)
     s = algo.prepare(batch, 0)
     assert sorted(calls) == ["algo", "feature_d"]  # the real image once (shared VGG), the refined image once
     new_d, new_g = algo._d_loss(s), algo._g_loss(s)
