@@ -229,3 +229,13 @@ def test_kernel_switch_off_falls_back_to_torch_ops(monkeypatch):
     assert recurrence.kernel() is None
     x, mask = _hand_case()
     assert torch.allclose(coherent_attention(x, mask)[0].reshape(2, 9)[:, 4], torch.tensor([3.0, 1.0], dtype=torch.float64))
+
+
+def test_layer_threads_setting_is_restored():
+    before = torch.get_num_threads()
+    x, mask = _hand_case()
+    for threads in (1, 0, 2):
+        out = coherent_attention(x.clone().requires_grad_(), mask, threads=threads)
+        out.sum().backward()
+        assert torch.get_num_threads() == before
+    assert CSALayer(threads=3).threads == 3

@@ -23,7 +23,7 @@ import torch
 from attrs import define, field, validators as v
 from torch import nn
 
-from genfw.plugins.csa.recurrence import TINY as _TINY, Fill, Generate, usable
+from genfw.plugins.csa.recurrence import TINY as _TINY, Fill, Generate, intra_op_threads, usable
 
 SIMILARITIES = ("cosine", "key-only")
 
@@ -34,6 +34,11 @@ class CSAConfig:
     # Dmax = <m, k/|k|>, Dad = <prev, m/|m|> (the reference code)
     similarity: str = field(default="cosine", validator=v.in_(SIMILARITIES))
     eps: float = field(default=1e-8, validator=v.gt(0.0))  # added to Dmax: keeps the ratio defined
+    # intra-op threads inside the layer (0: the process's setting). Its ~20 short ops each wait for
+    # every thread of the pool; on a busy machine that wait, not the work, dominates (measured
+    # 397 ms at 2 threads vs 74 ms at 1, batch 1, under load), and 1 thread costs at most the
+    # search matmul's parallel speed-up
+    threads: int = field(default=1, validator=v.ge(0))
 
 
 def _sumsq(t: torch.Tensor) -> torch.Tensor:
@@ -68,11 +73,18 @@ def _generate_torch(x, f, best, hidx, valid, offsets, similarity: str, eps: floa
 
 
 def coherent_attention(x: torch.Tensor, mask: torch.Tensor, similarity: str = "cosine",
-                       eps: float = 1e-8, return_attention: bool = False, use_kernel: bool = True):
+                       eps: float = 1e-8, return_attention: bool = False, use_kernel: bool = True,
+                       threads: int = 1):
     """The CSA layer as a function; see the module docstring. Returns features (and attention).
 
     Works on x's own memory layout (contiguous or channels_last; the output keeps it).
-    use_kernel=False runs the recurrence as torch ops even where the C kernel is available."""
+    use_kernel=False runs the recurrence as torch ops even where the C kernel is available;
+    threads: intra-op threads for the layer's own ops (0: the process's setting; see CSAConfig)."""
+    with intra_op_threads(threads):
+        return _coherent_attention(x, mask, similarity, eps, return_attention, use_kernel, threads)
+
+
+def _coherent_attention(x, mask, similarity, eps, return_attention, use_kernel, threads):
     if similarity not in SIMILARITIES:
         raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
     n, c, h, w = x.shape
@@ -113,7 +125,7 @@ def coherent_attention(x: torch.Tensor, mask: torch.Tensor, similarity: str = "c
             del scores, keys
         if lib is not None:
             nid = torch.arange(n, device=x.device).repeat_interleave(lens)
-            out, mixing = Fill.apply(x, nid, hidx[valid], best[valid], offsets, similarity == "cosine", eps)
+            out, mixing = Fill.apply(x, nid, hidx[valid], best[valid], offsets, similarity == "cosine", eps, threads)
         else:
             out, mixing = _generate_torch(x, f, best, hidx, valid, offsets, similarity, eps)
         best, hidx = best[valid], hidx[valid]
@@ -145,15 +157,17 @@ class CSALayer(nn.Module):
         cfg = attrs.evolve(cfg if cfg is not None else CSAConfig(), **overrides)
         self.similarity = cfg.similarity
         self.eps = cfg.eps
+        self.threads = cfg.threads
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, return_attention: bool = False):
         # the recurrence accumulates: keep it in fp32 even under bf16/fp16 autocast
         with torch.autocast(device_type=x.device.type, enabled=False):
             dtype = x.dtype if x.dtype == torch.float64 else torch.float32
-            return coherent_attention(x.to(dtype), mask.to(dtype), self.similarity, self.eps, return_attention)
+            return coherent_attention(x.to(dtype), mask.to(dtype), self.similarity, self.eps, return_attention,
+                                      threads=self.threads)
 
     def extra_repr(self) -> str:
-        return f"similarity={self.similarity!r}, eps={self.eps}"
+        return f"similarity={self.similarity!r}, eps={self.eps}, threads={self.threads}"
 
 
 def layer_example(module: CSALayer):

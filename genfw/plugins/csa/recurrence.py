@@ -17,6 +17,7 @@ rounding (tested).
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import logging
@@ -235,6 +236,19 @@ def kernel() -> ctypes.CDLL | None:
     return _lib or None
 
 
+@contextlib.contextmanager
+def intra_op_threads(n: int):
+    """torch's intra-op thread count set to n (0: unchanged) for the block, then restored."""
+    before = torch.get_num_threads()
+    if n and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n and n != before:
+            torch.set_num_threads(before)
+
+
 def usable(x: torch.Tensor) -> ctypes.CDLL | None:
     """The kernel, if it can run on x (a CPU float32/float64 tensor)."""
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
@@ -257,7 +271,7 @@ class Fill(torch.autograd.Function):
     mixing weights a (V, not differentiable). Backward is the exact gradient, also in C."""
 
     @staticmethod
-    def forward(ctx, x, nid, pid, best, offsets: list[int], cosine: bool, eps: float):
+    def forward(ctx, x, nid, pid, best, offsets: list[int], cosine: bool, eps: float, threads: int = 0):
         lib = kernel()
         n, c, h, w = x.shape
         if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
@@ -274,13 +288,18 @@ class Fill(torch.autograd.Function):
                                                _p(best), int(cosine), eps, _p(o3), _p(os_), _p(fh), _p(k), _p(m),
                                                _p(sc))
         ctx.save_for_backward(nid, pid, best, fh, k, m, sc)
-        ctx.offsets, ctx.cosine, ctx.sfx = offsets, cosine, sfx
+        ctx.offsets, ctx.cosine, ctx.sfx, ctx.threads = offsets, cosine, sfx, threads
         a = sc[:, 6].clone()
         ctx.mark_non_differentiable(a)
         return out, a
 
     @staticmethod
     def backward(ctx, g_out, _g_a):
+        with intra_op_threads(ctx.threads):
+            return Fill._backward(ctx, g_out)
+
+    @staticmethod
+    def _backward(ctx, g_out):
         nid, pid, best, fh, k, m, sc = ctx.saved_tensors
         n, c, h, w = g_out.shape
         gx = g_out.clone(memory_format=torch.contiguous_format)
@@ -291,7 +310,7 @@ class Fill(torch.autograd.Function):
         getattr(kernel(), f"csa_fill_backward_{ctx.sfx}")(len(ctx.offsets) - 1, _p(off), c, _p(g3), _p(gs), _p(nid),
                                                          _p(pid), _p(best), int(ctx.cosine), _p(fh), _p(k), _p(m),
                                                          _p(sc), _p(gr), _p(gk), _p(g))
-        return gx, None, None, None, None, None, None
+        return gx, None, None, None, None, None, None, None
 
 
 # --- torch-op fallback: the same arithmetic, vectorised across samples (padded, time-major) ------
