@@ -13,6 +13,7 @@ from torch import nn
 from genfw import ConfigError, GenfwError, Phase
 from genfw.core.gan import GANAlgorithm, GANConfig
 from genfw.core.nn import drain_aux_losses
+from genfw.core.roles import Slot, build_slot
 from genfw.plugins.lis.module import fill_zeros, find_stacks
 
 
@@ -55,16 +56,9 @@ class GLISConfig(GANConfig):
 class GLIS(GANAlgorithm):
     """BCE GAN on D's probabilities; G's loss gains L_sim from the LIS stack via AuxLoss."""
 
-    def build_net(self, ctx, key: str, kind: str, extra: dict | None = None) -> nn.Module:
-        data = {**self.network_defaults(ctx), **(extra or {})}
-        spec = fill_zeros(getattr(self.cfg, key), ctx.registry, data)
-        return ctx.registry.build(spec, kind=kind, defaults=data, path=f"algorithm.{key}")
-
-    def build_generator(self, ctx) -> nn.Module:
-        return self.build_net(ctx, "generator", "generator")
-
-    def build_discriminator(self, ctx) -> nn.Module:
-        return self.build_net(ctx, "discriminator", "discriminator")
+    def slot_spec(self, ctx, key: str, extra: dict | None = None) -> dict:
+        # the LIS reference networks take 0 for "from the data", at any nesting depth
+        return fill_zeros(getattr(self.cfg, key), ctx.registry, {**self.network_defaults(ctx), **(extra or {})})
 
     def build_schedulers(self, optimizers):
         c = self.cfg
@@ -168,13 +162,18 @@ class RSeparateConfig(GLISConfig):
 class RSeparate(GLIS):
     """Train R alone on MSE(R(G(z)), z) with G and D frozen; samples are G(R(G(z)))."""
 
+    slots = GLIS.slots + (Slot("reverser", "latent-regressor", "R(image) -> z"),)
+
     def __init__(self, cfg=None) -> None:
         super().__init__(cfg or RSeparateConfig())
         self.init_loaded = False
 
     def build_networks(self, ctx):
         nets = super().build_networks(ctx)
-        nets["R"] = self.build_net(ctx, "reverser", "encoder", {"latent_dim": int(nets["G"].latent_dim)})
+        latent = int(nets["G"].latent_dim)
+        nets["R"] = build_slot(ctx.registry, self.slot_spec(ctx, "reverser", {"latent_dim": latent}),
+                               role="latent-regressor", path="algorithm.reverser",
+                               hints={**self.network_defaults(ctx), "latent_dim": latent})
         return nets
 
     def build_optimizers(self, nets):
@@ -334,15 +333,21 @@ class RIterative(RSeparate):
                     code = self.nets["R"](self._prev(state, j).detach())
             fake = self.nets["G"](code, from_prior=True)
             state["x"][j] = fake
-            return {"loss": self.loss_fn.g(self.nets["D"](fake))}
+            return {"loss": self.loss_fn.g(self.nets["D"](fake), self._real_scores(state))}
         return loss
+
+    def _real_scores(self, state: dict):
+        """D's detached scores of the real batch for relativistic losses (None for the others)."""
+        if not getattr(self.loss_fn, "relativistic", False):
+            return None
+        return self.nets["D"](state["real"]).detach()
 
     def _r_phase(self, j: int):
         def loss(state: dict) -> dict:
             code = self.nets["R"](self._prev(state, j).detach())
             lar = self.cfg.lam_r ** j
             mse = F.mse_loss(code, state["z0"])
-            adv = self.loss_fn.g(self.nets["D"](self.nets["G"](code, from_prior=True)))
+            adv = self.loss_fn.g(self.nets["D"](self.nets["G"](code, from_prior=True)), self._real_scores(state))
             drain_aux_losses(self.nets["G"])  # G is not updated here; its L_sim belongs to G phases
             return {"loss": lar * mse + (1 - lar) * adv, "mse": mse, "adv": adv}
         return loss
@@ -372,9 +377,15 @@ class RIterative(RSeparate):
 
 
 def register(registry) -> None:
-    registry.register("algorithm", "glis", GLIS, config=GLISConfig,
+    tiny = {"generator": {"type": "lis.generator", "generator": {"type": "lis.dcgan-generator", "width": 4,
+                                                                 "latent_dim": 8}, "lis": {"k": 2}},
+            "discriminator": {"type": "lis.dcgan-discriminator", "width": 4}}
+    tiny_r = {**tiny, "generator": {"type": "lis.dcgan-generator", "width": 4, "latent_dim": 8},
+              "reverser": {"type": "lis.reverser", "width": 4}}
+    registry.register("algorithm", "glis", GLIS, config=GLISConfig, tiny=tiny,
                       help="G-LIS: BCE GAN whose generator has LIS modules (similarity loss joins G's loss)")
-    registry.register("algorithm", "r-separate", RSeparate, config=RSeparateConfig,
+    registry.register("algorithm", "r-separate", RSeparate, config=RSeparateConfig, tiny=tiny_r,
                       help="R-separate: reverser trained after (or on a loaded) G/D; samples G(R(G(z)))")
     registry.register("algorithm", "r-iterative", RIterative, config=RIterativeConfig,
+                      tiny={**tiny_r, "generator": tiny["generator"]},
                       help="R-iterative: G, D and R trained jointly over I round trips per batch")
