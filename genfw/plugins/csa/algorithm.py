@@ -165,6 +165,8 @@ class CSAAlgorithm(Algorithm):
         image's pool3 (with its graph: the D phase judges it detached, the G phase through it)."""
         out: dict[str, torch.Tensor] = {}
         feature_d = self.nets.get("feature_d")
+        if not all(hasattr(feature_d, a) for a in ("features", "score", "vgg")):
+            feature_d = None  # absent, or a discriminator of another kind: it judges images itself
         with torch.no_grad():
             if self.vgg is not None:
                 real = self.vgg(image)
@@ -185,6 +187,17 @@ class CSAAlgorithm(Algorithm):
             self._vgg_shared = bool(theirs) and all(k in mine and torch.equal(mine[k], v) for k, v in theirs.items())
         return self._vgg_shared
 
+    def _feature_scores(self, s: dict, detach_fake: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The feature discriminator's scores of the real and the refined image, from the step's
+        VGG features where the discriminator exposes them (any other image discriminator in the
+        slot judges the images themselves)."""
+        fd = self.nets["feature_d"]
+        if "fake_pool3" in s:
+            fake = s["fake_pool3"].detach() if detach_fake else s["fake_pool3"]
+            return fd.score(s["real_pool3"]), fd.score(fake)
+        refined = s["refined"].detach() if detach_fake else s["refined"]
+        return fd(s["x"]), fd(refined)
+
     # --- losses ----------------------------------------------------------------------------------
     def _d_loss(self, s: dict) -> dict:
         fake = s["refined"].detach()
@@ -192,8 +205,8 @@ class CSAAlgorithm(Algorithm):
         out = {"patch": patch}
         total = patch
         if "feature_d" in self.nets:
-            fd = self.nets["feature_d"]
-            feat = self.gan.d(fd.score(s["real_pool3"]), fd.score(s["fake_pool3"].detach()))
+            real, fake_score = self._feature_scores(s, detach_fake=True)
+            feat = self.gan.d(real, fake_score)
             out["feature"] = feat
             total = total + feat
         out["loss"] = total
@@ -211,8 +224,8 @@ class CSAAlgorithm(Algorithm):
         terms["adv_patch"] = self.gan.g(self.nets["patch_d"](refined), self.nets["patch_d"](x))
         adv = terms["adv_patch"]
         if "feature_d" in self.nets:
-            fd = self.nets["feature_d"]
-            terms["adv_feature"] = self.gan.g(fd.score(s["fake_pool3"]), fd.score(s["real_pool3"]))
+            real, fake_score = self._feature_scores(s, detach_fake=False)
+            terms["adv_feature"] = self.gan.g(fake_score, real)
             adv = adv + terms["adv_feature"]
         total = total + cfg.lambda_adv * adv
         with torch.no_grad():  # progress in [0, 1] units over hole pixels only
