@@ -59,7 +59,7 @@ def generator_overhead(machine: dict, quick: bool = False) -> Iterator[dict]:
     lis = LISGenerator(base, LISStack(d, k)).to(device)
     k0 = LISGenerator(base, LISStack(d, 0)).to(device)
     z = torch.randn(batch, d, device=device)
-    warmup, iters = (5, 60) if device.type != "cuda" else (10, 50)
+    warmup, iters = (3, 20) if device.type != "cuda" else (10, 50)
 
     for mode in ("eval", "train"):
         for m in (base, lis, k0):
