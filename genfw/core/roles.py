@@ -187,8 +187,10 @@ def fits(registry, role: str, exclude: str = "", need: Mapping[str, Any] | None 
         if role not in getattr(e, "roles", ()) or e.name == exclude:
             continue
         static = getattr(e, "traits", {}) or {}
-        if need and any((k in static or isinstance(v, tuple)) and not _meets(k, static.get(k), v)
-                        for k, v in need.items()):
+        # a tuple ("one of") or a conditioning need must be met by a declared trait; others only
+        # exclude what contradicts them
+        if need and any((k in static or isinstance(v, tuple) or k == "conditioning")
+                        and not _meets(k, static.get(k), v) for k, v in need.items()):
             continue
         if not set(static.get("requires", ())) <= given:
             continue
@@ -196,8 +198,9 @@ def fits(registry, role: str, exclude: str = "", need: Mapping[str, Any] | None 
     return out
 
 
-def _fits_text(registry, role: str, exclude: str = "", need: Mapping[str, Any] | None = None) -> str:
-    names = fits(registry, role, exclude, need)
+def _fits_text(registry, role: str, exclude: str = "", need: Mapping[str, Any] | None = None,
+               provides: Iterable[str] | None = None) -> str:
+    names = fits(registry, role, exclude, need, provides)
     return f"; components that fit: {', '.join(names)}" if names else f"; no registered component is a {role}"
 
 
@@ -240,7 +243,7 @@ def check_traits(module: Any, need: Mapping[str, Any], *, path: str, name: str, 
                 raise ConfigError(
                     f"{path} ({name}): this slot passes {', '.join(missing)} but the {role} does not take "
                     f"{'it' if len(missing) == 1 else 'them'}" + (f"; {hint}" if hint else "")
-                    + (_fits_text(registry, role, name, {key: want}) if registry else ""))
+                    + (_fits_text(registry, role, name, {key: want}, provides=want) if registry else ""))
             continue
         if have is None or have == want or (key == "output_range" and have == "unbounded"):
             continue  # undeclared traits are not guessed
@@ -431,6 +434,9 @@ class Slot:
     need: Mapping[str, Any] = attrs.field(factory=dict)  # static traits it always needs (tuple: one of)
     enabled_by: str = ""    # a boolean option of the owner that switches the slot on
     optional: bool = False  # an empty table / absent key means "none"
+    # other settings of the owner under which the slot passes less, e.g.
+    # ({"discriminator_conditioning": "none"}, provides=(), need={}): (settings, provides, need) triples
+    alternatives: tuple = ()
 
 
 def slots_of(entry) -> list[Slot]:
@@ -444,9 +450,15 @@ def slot_table(registry) -> list[dict]:
     rows = []
     for e in registry.entries():
         for s in slots_of(e):
+            direct = fits(registry, s.role, need=s.need, provides=s.provides)
+            alts = []
+            for settings, provides, need in s.alternatives:
+                more = [n for n in fits(registry, s.role, need=need, provides=provides) if n not in direct]
+                if more:
+                    alts.append({"set": dict(settings), "fits": more})
             rows.append({"owner": e.name, "kind": e.kind, "slot": s.key, "role": s.role, "help": s.help,
-                         "provides": list(s.provides), "enabled_by": s.enabled_by,
-                         "fits": fits(registry, s.role, need=s.need, provides=s.provides)})
+                         "provides": list(s.provides), "enabled_by": s.enabled_by, "fits": direct,
+                         "fits_with": alts})
     return rows
 
 
