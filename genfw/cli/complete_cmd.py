@@ -21,6 +21,7 @@ import json
 import click
 
 from genfw.core.errors import GenfwError
+from genfw.core.precision import precision_option, prepare_inference
 
 
 def parse_attributes(text: str, names: list[str], count: int):
@@ -98,8 +99,9 @@ def add_commands(group: click.Group) -> None:
                   show_default=True,
                   help="auto: white = hole, over 50 % hole refused as inverted; white-hole / black-hole: trust it.")
     @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+    @precision_option
     def complete(run, image, mask, out, source, lm_file, coarse, backend, detector_weights, attributes,
-                 landmarks_out, mask_polarity, device):
+                 landmarks_out, mask_polarity, device, precision):
         """Complete the holes of IMAGE (white in MASK) with structure from landmarks and chosen attributes."""
         from pathlib import Path
 
@@ -115,6 +117,7 @@ def add_commands(group: click.Group) -> None:
         pairs = batch_pairs(image, mask, out)
         batch = Path(image).expanduser().is_dir()
         algo, _ = load_run(run, device=device)
+        prepare_inference(algo, precision)
         if "inpaint" not in algo.capabilities():
             raise GenfwError(f"{type(algo).__name__} cannot inpaint; `genfw complete` needs an inpainting run")
 
@@ -143,6 +146,7 @@ def add_commands(group: click.Group) -> None:
         coarse_algo = None
         if coarse:
             coarse_algo, _ = load_run(coarse, device=device)
+            prepare_inference(coarse_algo, precision)
             if "inpaint" not in coarse_algo.capabilities():
                 raise GenfwError(f"--coarse {coarse}: {type(coarse_algo).__name__} cannot inpaint")
             if coarse_algo.ctx.channels != algo.ctx.channels:

@@ -12,6 +12,7 @@ import click
 
 from genfw.cli.eval_report import report_options, run_report
 from genfw.core.errors import GenfwError
+from genfw.core.precision import precision_option, prepare_inference
 
 FIDELITY_METRICS = ("fid", "kid", "isc", "prc")
 METRIC_GROUPS = ("inpaint", "msssim", *FIDELITY_METRICS)
@@ -253,8 +254,9 @@ def add_commands(group: click.Group) -> None:
                   help="inpaint: also write each completion and its mask to DIR (00000.png, 00000-mask.png, ...).")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
     @report_options
+    @precision_option
     def eval_command(run, metrics, data_path, masks, count, batch_size, seed, weights, device, landmarks_backend,
-                     detector_weights, outputs_dir, as_json, **report):
+                     detector_weights, outputs_dir, as_json, precision, **report):
         """Score RUN_OR_CHECKPOINT; inpaint: per hole-ratio bin, like the CSA paper's table 2;
         fid, kid, isc, prc: N seeded samples against N real images (the run's data or --data).
         --report DIR: a results folder on a fixed mask set, optionally as a paper table (--table)."""
@@ -263,7 +265,8 @@ def add_commands(group: click.Group) -> None:
             return run_report(run=run, metrics=metrics, metrics_defaulted=defaulted, data_path=data_path,
                               masks=masks, count=count, batch_size=batch_size, seed=seed, weights=weights,
                               device=device, as_json=as_json, landmarks_backend=landmarks_backend,
-                              detector_weights=detector_weights, outputs_dir=outputs_dir, **report)
+                              detector_weights=detector_weights, outputs_dir=outputs_dir, precision=precision,
+                              **report)
         from genfw.core.checkpoint import load_run
         from genfw.core.inpaint_metrics import format_table
         from genfw.registry import get_registry
@@ -278,6 +281,7 @@ def add_commands(group: click.Group) -> None:
 
             resolve_weights(weights)
         algo, cfg = load_run(run, device=device)
+        prepare_inference(algo, precision)
         caps = algo.capabilities()
         if "inpaint" in wanted and "inpaint" not in caps:
             raise GenfwError(f"{type(algo).__name__} cannot inpaint, so --metrics inpaint does not apply")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from genfw.core.errors import GenfwError
+from genfw.core.precision import prepare_inference
 
 
 def is_mask_set_request(options: tuple[str, ...]) -> bool:
@@ -130,7 +131,7 @@ def run_report(*, run: str, metrics: str, metrics_defaulted: bool, data_path: st
                task: str | None, mask_set: str | None, mask_invert: bool, table: str | None, fid_on: str,
                keep_completions: bool, pairs: int, vgg_weights: str, lpips_weights: str, progress: bool,
                as_json: bool = False, landmarks_backend: str | None = None, detector_weights: str = "",
-               outputs_dir: str | None = None) -> None:
+               outputs_dir: str | None = None, precision: str = "auto") -> None:
     from pathlib import Path
 
     from genfw.core.checkpoint import load_run
@@ -154,6 +155,7 @@ def run_report(*, run: str, metrics: str, metrics_defaulted: bool, data_path: st
     if out_dir.exists() and not out_dir.is_dir():
         raise GenfwError(f"--report {out_dir} exists and is not a folder")
     algo, cfg = load_run(run, device=device)
+    prepare_inference(algo, precision)
     caps = algo.capabilities()
     task = task or (preset.task if preset else ("inpaint" if "inpaint" in caps else "generation"))
     need = "inpaint" if task == "inpaint" else "sample"

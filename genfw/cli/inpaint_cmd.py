@@ -14,6 +14,7 @@ from __future__ import annotations
 import click
 
 from genfw.core.errors import GenfwError
+from genfw.core.precision import precision_option, prepare_inference
 
 
 def _point(value: str | None):
@@ -158,7 +159,8 @@ def add_commands(group: click.Group) -> None:
                   show_default=True,
                   help="auto: white = hole, over 50 % hole refused as inverted; white-hole / black-hole: trust it.")
     @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
-    def inpaint(run, image, mask, out, attention, attention_out, mask_polarity, device):
+    @precision_option
+    def inpaint(run, image, mask, out, attention, attention_out, mask_polarity, device, precision):
         """Fill the holes of IMAGE marked white in MASK (same size; white = hole, black = known).
         IMAGE may be a folder (MASK: a folder matched by name, or one mask for all; OUT: a folder)."""
         from pathlib import Path
@@ -172,6 +174,7 @@ def add_commands(group: click.Group) -> None:
         if point is not None and Path(image).expanduser().is_dir():
             raise GenfwError("--attention renders one pixel of one image; give a single IMAGE")
         algo, _ = load_run(run, device=device)
+        prepare_inference(algo, precision)
         if "inpaint" not in algo.capabilities():
             raise GenfwError(f"{type(algo).__name__} cannot inpaint (it has: "
                              f"{', '.join(sorted(algo.capabilities())) or 'no inpainting capability'})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from genfw.core.errors import GenfwError
+from genfw.core.precision import precision_option, prepare_inference
 
 
 def _lis_steps(value: str | None):
@@ -52,8 +53,9 @@ def add_commands(group: click.Group) -> None:
                   help="Seed of the latent noise.")
     @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
     @click.option("--nrow", default=8, show_default=True, type=click.IntRange(1, 256), help="Images per row.")
+    @precision_option
     @click.option("--lis-steps", default=None, metavar="all|K", help="LIS modules to apply (all, or the first K).")
-    def sample(run, count, out, seed, device, nrow, lis_steps):
+    def sample(run, count, out, seed, device, precision, nrow, lis_steps):
         """Sample N images from a trained model into one grid."""
         import torch
 
@@ -61,6 +63,7 @@ def add_commands(group: click.Group) -> None:
         from genfw.core.images import save_grid
 
         algo, _ = load_run(run, device=device)
+        prepare_inference(algo, precision)
         if "sample" not in algo.capabilities():
             raise GenfwError(f"{type(algo).__name__} cannot sample (it has: "
                              f"{', '.join(sorted(algo.capabilities())) or 'no sampling capabilities'})")

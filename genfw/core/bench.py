@@ -1,8 +1,15 @@
 """Benchmark harness: the machine's own throughput, timing and FLOP-counting helpers.
 
-Benchmarks (kind `benchmark`) are ``fn(machine, quick) -> iterable of dicts``; `machine` holds
-``conv_gflops`` (fp32 conv forward + backward) and ``matmul_gflops`` measured in the same process,
-so a benchmark can state its speed as a fraction of what this machine does on plain dense work.
+Benchmarks (kind `benchmark`) are ``fn(machine, quick) -> iterable of dicts``. `machine` is the
+first line `genfw bench` prints: device, threads, the precision policy chosen for this device (and
+why), and in full mode an overview of the probes. Numbers a benchmark reports come from its own
+rotation (`rotation`): its variants, a control copy of one of them (A vs A: the noise floor) and
+the machine probes that match its precisions and layouts all take turns call by call, so a slow
+spell of a shared machine hits all of them alike and "fraction of the probe" compares one moment.
+Ratios are medians over rounds of per-round ratios, with their range.
+
+Quick mode (``--quick``) is a smoke run: benchmarks print only that their code ran and gave
+matching outputs, never times or ratios (a few calls on a shared machine are noise).
 """
 from __future__ import annotations
 
@@ -127,14 +134,82 @@ def matmul_gflops(device: str | torch.device = "cpu", quick: bool = False) -> fl
     return 2 * n ** 3 / sec / 1e9
 
 
+PROBE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def probe_works(device: str | torch.device = "cpu", quick: bool = False,
+                precisions: Iterable[str] = ("fp32", "bf16"), layouts: Iterable[bool] = (False, True),
+                matmul: bool = True, cases: Iterable[tuple[str, bool]] | None = None,
+                shape: tuple[int, int, int] | None = None,
+                count: bool = True) -> dict[str, tuple[Callable[[], Any], int]]:
+    """The machine probes as (work, FLOPs) to put into a benchmark's rotation: a 3x3 conv forward +
+    backward per precision and layout ("conv:bf16:channels_last", ...; `cases` picks pairs) and an
+    fp32 matmul. `shape` = (batch, channels, size) of the conv probe; count=False skips the FLOP
+    count (0), for callers that need only time ratios."""
+    dev = torch.device(device)
+    n, c, s = shape or ((4, 32, 32) if quick else (8, 64, 64))
+    works: dict[str, tuple[Callable[[], Any], int]] = {}
+    pairs = list(cases) if cases is not None else [(p, cl) for p in precisions for cl in layouts]
+    for precision, cl in pairs:
+        if precision == "bf16" and not bf16_supported(dev):
+            continue
+        dtype = PROBE_DTYPES[precision]
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        x = torch.randn(n, c, s, s, device=dev, dtype=dtype).contiguous(memory_format=fmt).requires_grad_(True)
+        conv = torch.nn.Conv2d(c, c, 3, padding=1).to(device=dev, dtype=dtype, memory_format=fmt)
+        work = (lambda conv=conv, x=x: conv(x).sum().backward())
+        works[probe_name(precision, cl)] = (work, count_flops(work) if count else 0)
+    if matmul:
+        m = 256 if quick else 1024
+        a, b = torch.randn(m, m, device=dev), torch.randn(m, m, device=dev)
+        works["matmul:fp32"] = ((lambda: a @ b), 2 * m ** 3)
+    return works
+
+
+def probe_name(precision: str, channels_last: bool) -> str:
+    return f"conv:{precision}:{'channels_last' if channels_last else 'contiguous'}"
+
+
+def ratio_stats(num: list[float], den: list[float]) -> dict[str, float]:
+    """Median and range over rounds of num[i] / den[i] (times of two works in the same rounds)."""
+    r = [a / b for a, b in zip(num, den) if b > 0]
+    return {"median": round(statistics.median(r), 3), "min": round(min(r), 3), "max": round(max(r), 3)}
+
+
+def rotation(works: dict[str, Callable[[], Any]], warmup: int, rounds: int, *,
+             probes: dict[str, tuple[Callable[[], Any], int]] | None = None, control: str | None = None,
+             device: str | torch.device | None = None) -> dict[str, Any]:
+    """`works`, a control copy of works[control] and the probes, taking turns call by call.
+
+    Returns {"times": {name: [seconds per round]}, "control": ratio_stats of the work against
+    its copy (the noise floor of every ratio here), "probe_gflops": {probe: median GFLOP/s}}."""
+    turn = dict(works)
+    if control is not None:
+        turn[f"{control}#control"] = works[control]
+    for name, (work, _) in (probes or {}).items():
+        turn[f"probe:{name}"] = work
+    times = take_turns(turn, warmup, rounds, device)
+    out: dict[str, Any] = {"times": {k: times[k] for k in works}}
+    if control is not None:
+        out["control"] = ratio_stats(times[f"{control}#control"], times[control])
+    out["probe_gflops"] = {name: round(flops / statistics.median(times[f"probe:{name}"]) / 1e9, 2)
+                           for name, (_, flops) in (probes or {}).items()}
+    return out
+
+
 def machine_info(device: str | torch.device = "cpu", quick: bool = False) -> dict:
+    from genfw.core.precision import choose_policy
+
     dev = torch.device(device)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    policy = choose_policy(dev)
+    info = {"name": "machine", "device": name, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "policy": policy.as_dict()}
+    if quick:  # a smoke run: no throughput numbers
+        return info
     dtypes = (torch.float32, torch.bfloat16) if bf16_supported(dev) else (torch.float32,)
     conv = conv_probes(dev, quick, dtypes)
-    info = {"name": "machine", "device": name, "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "conv_gflops": round(conv[torch.float32], 3), "matmul_gflops": round(matmul_gflops(dev, quick), 3)}
+    info.update({"conv_gflops": round(conv[torch.float32], 3), "matmul_gflops": round(matmul_gflops(dev, quick), 3)})
     if torch.bfloat16 in conv:
         # bf16 speed of the same probe conv; a network's own layers can gain more or less (their
         # shapes decide), so a benchmark that states a bf16 ceiling measures its own layers

@@ -147,7 +147,7 @@ def _drop_none(x: Any) -> Any:
 
 
 # --- the run configuration ---------------------------------------------------------------------
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 
@@ -164,8 +164,8 @@ class TrainConfig:
     checkpoint_minutes: float = field(default=0.0, validator=v.ge(0))  # also every N minutes (0: off)
     keep_last: int = field(default=3, validator=v.gt(0))             # checkpoints kept on disk
     grad_clip: float = field(default=0.0, validator=v.ge(0))     # max grad norm per phase (0: off)
-    precision: str = field(default="fp32", validator=v.in_(PRECISIONS))  # fp32 | bf16 (autocast) | fp16 (+scaler)
-    channels_last: bool = False                                        # memory format for conv nets
+    precision: str = field(default="auto", validator=v.in_(PRECISIONS))  # auto (per device) | fp32 | bf16 | fp16
+    channels_last: bool = False                                        # memory format for conv nets (auto decides it too)
     num_workers: int = field(default=0, validator=v.ge(0))       # DataLoader workers
     tensorboard: bool = False                                          # also write TensorBoard events
     sample_count: int = field(default=16, validator=v.gt(0))         # images per sample grid

@@ -11,6 +11,7 @@ Exact resume rests on three things being a pure function of what a checkpoint st
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -29,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from genfw.core import checkpoint as ckpt_mod
 from genfw.core import distributed as ddp
+from genfw.core import precision as precision_mod
 from genfw.core.atomic import replace_file
 from genfw.core.algorithm import Context
 from genfw.core.config import RunConfig, dump_toml
@@ -241,8 +243,11 @@ class Trainer:
     def _run(self, cfg: RunConfig, t) -> dict:
         d = self.dist
         self.device = resolve_device(cfg.device, d.local_rank)
-        if t.precision == "fp16" and self.device.type != "cuda":
-            raise GenfwError("precision fp16 needs a CUDA device; use bf16 on CPU")
+        self.policy = precision_mod.resolve(t.precision, self.device, t.channels_last)
+        if d.enabled and t.precision == "auto":  # every rank trains under rank 0's choice (probes can differ)
+            chosen = [self.policy]
+            torch.distributed.broadcast_object_list(chosen, src=0)
+            self.policy = chosen[0]
         self.out = Path(cfg.out or f"runs/{cfg.plugin or 'run'}-{cfg.preset or 'custom'}").expanduser()
         _check_out_dir(self.out)
         self._lock_out()
@@ -267,7 +272,9 @@ class Trainer:
         algo = self.registry.build(cfg.algorithm, kind="algorithm", path="algorithm")
         algo.setup(Context(registry=self.registry, device=self.device, **self.context))
         self.algo = algo
-        if t.channels_last:
+        if d.is_main:
+            print(f"precision policy: {self.policy.describe()}", file=sys.stderr)
+        if self.policy.channels_last:
             for net in algo.nets.values():
                 net.to(memory_format=torch.channels_last)
         for net in algo.nets.values():
@@ -277,7 +284,7 @@ class Trainer:
                 ddp.broadcast_module(net)
             # replicas start equal; their random streams (latents, masks) must not
             seed_everything(cfg.seed + 7919 * d.rank)
-        self.scaler = torch.amp.GradScaler("cuda") if t.precision == "fp16" else None
+        self.scaler = torch.amp.GradScaler("cuda") if self.policy.precision == "fp16" else None
 
         if self.resume:
             if existing:
@@ -286,6 +293,7 @@ class Trainer:
                 print(f"no checkpoint in {self.ckpt_root}; starting from step 0", file=sys.stderr)
         if d.is_main:
             replace_file(self.out / "config.toml", dump_toml(self.resolved))
+            replace_file(self.out / "policy.json", json.dumps(self.policy.as_dict()) + "\n")
             record_licences(self.out, self.resolved, self.registry)
             self._trim_log()
 
@@ -362,7 +370,7 @@ class Trainer:
 
     def _batch(self, raw: dict) -> dict:
         nonblock = self.device.type == "cuda"
-        cl = self.cfg.train.channels_last
+        cl = self.policy.channels_last
         batch = {}
         for k, v in raw.items():
             if isinstance(v, torch.Tensor):
@@ -461,7 +469,7 @@ class Trainer:
                     batch = self._batch(next(batches))
                     self.position += 1
                     try:
-                        logs = run_step(algo, batch, self.step, precision=t.precision, scaler=self.scaler,
+                        logs = run_step(algo, batch, self.step, precision=self.policy.precision, scaler=self.scaler,
                                         grad_clip=t.grad_clip, grad_sync=grad_sync)
                     except NonFiniteLossError as exc:
                         raise NonFiniteLossError(f"{exc}; {self._last_good_text()}") from None

@@ -18,14 +18,12 @@ def test_bench_quick_prints_json_lines(use_registry):
     res = CliRunner().invoke(cli, ["bench", "trivial", "--quick", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     lines = [json.loads(x) for x in res.output.strip().splitlines()]
-    assert lines[0]["name"] == "machine" and lines[0]["conv_gflops"] > 0 and lines[0]["matmul_gflops"] > 0
+    m = lines[0]
+    assert m["name"] == "machine" and m["threads"] >= 1
+    # the policy `auto` resolves to here, with its reason (tests pin it: GENFW_PRECISION=fp32)
+    assert m["policy"] == {"precision": "fp32", "channels_last": False, "reason": "pinned by GENFW_PRECISION"}
+    assert "conv_gflops" not in m  # quick mode is a smoke run: no throughput numbers
     assert lines[1]["benchmark"] == "enginetest.trivial" and lines[1]["value"] == 1.0
-    from genfw.core.bench import bf16_supported
-
-    if bf16_supported("cpu"):  # the bf16 probe and its ratio to the fp32 probe come along
-        m = lines[0]
-        assert m["conv_bf16_gflops"] > 0
-        assert m["conv_bf16_over_fp32"] == pytest.approx(m["conv_bf16_gflops"] / m["conv_gflops"], rel=0.01)
 
 
 def test_count_flops_and_measure():

@@ -160,3 +160,82 @@ def test_mask_downsampling_reference_rule():
     assert downsample_mask(block, 1).sum() == 0
     block[..., 2:5, 2:4] = 1  # 6/16 of the window at (1, 1)
     assert downsample_mask(block, 1)[0, 0, 1, 1] == 1
+
+
+# --- the C kernel path and the torch-op path (both must be the same function) --------------------
+from genfw.plugins.csa import recurrence  # noqa: E402
+
+csa_reference_style = _baseline.csa_reference_style
+needs_kernel = pytest.mark.skipif(recurrence.kernel() is None, reason="no C compiler for the CSA kernel")
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "key-only"])
+def test_reference_style_baseline_matches_algorithm_1(similarity):
+    # the benchmark's baseline (search as a convolution, attention-matrix recombination) is the
+    # same function as the per-position oracle, values and gradients
+    g = torch.Generator().manual_seed(11)
+    x = torch.rand(2, 5, 5, 4, generator=g, dtype=torch.float64)
+    mask = _masks(2, 5, 4, 3)
+    grad = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_a, out_b = csa_reference_style(xa, mask, similarity), csa_loop(xb, mask, similarity)
+    assert torch.allclose(out_a, out_b, atol=1e-12)
+    out_a.backward(grad)
+    out_b.backward(grad)
+    assert torch.allclose(xa.grad, xb.grad, atol=1e-10)
+
+
+@needs_kernel
+@pytest.mark.parametrize("similarity", ["cosine", "key-only"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_kernel_and_torch_paths_agree_with_the_reference_style_baseline(similarity, channels_last):
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(3, 16, 8, 7, generator=g).relu_()
+    mask = _masks(3, 8, 7, 5).float()
+    mask[1] = 0            # nothing to fill
+    mask[2, 0, :4] = 1     # a long recurrence, other hole count than sample 0
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(x.shape, generator=g)
+    outs, grads = [], []
+    for fn in (lambda t: coherent_attention(t, mask, similarity),
+               lambda t: coherent_attention(t, mask, similarity, use_kernel=False),
+               lambda t: csa_reference_style(t, mask, similarity)):
+        xx = x.detach().clone().requires_grad_()
+        out = fn(xx)
+        out.backward(grad)
+        outs.append(out.detach())
+        grads.append(xx.grad)
+    assert outs[0].is_contiguous(memory_format=torch.channels_last) == channels_last  # layout kept
+    for out, gr in zip(outs[1:], grads[1:]):
+        assert torch.allclose(outs[0], out, atol=1e-5)
+        assert torch.allclose(grads[0], gr, atol=1e-4)
+    assert torch.equal(outs[0][1], x[1])
+
+
+@needs_kernel
+@pytest.mark.parametrize("similarity", ["cosine", "key-only"])
+def test_gradcheck_torch_path(similarity):
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(2, 3, 4, 4, generator=g, dtype=torch.float64) + 0.1).requires_grad_()
+    mask = torch.zeros(2, 1, 4, 4, dtype=torch.float64)
+    mask[0, 0, 1:3, 1:3] = 1
+    mask[1, 0, 0, :] = 1
+    assert torch.autograd.gradcheck(lambda t: coherent_attention(t, mask, similarity, use_kernel=False), (x,))
+
+
+def test_kernel_switch_off_falls_back_to_torch_ops(monkeypatch):
+    monkeypatch.setenv("GENFW_CSA_KERNEL", "0")
+    assert recurrence.kernel() is None
+    x, mask = _hand_case()
+    assert torch.allclose(coherent_attention(x, mask)[0].reshape(2, 9)[:, 4], torch.tensor([3.0, 1.0], dtype=torch.float64))
+
+
+def test_layer_threads_setting_is_restored():
+    before = torch.get_num_threads()
+    x, mask = _hand_case()
+    for threads in (1, 0, 2):
+        out = coherent_attention(x.clone().requires_grad_(), mask, threads=threads)
+        out.sum().backward()
+        assert torch.get_num_threads() == before
+    assert CSALayer(threads=3).threads == 3

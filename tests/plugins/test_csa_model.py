@@ -133,3 +133,31 @@ def test_linear_decay_schedule():
     f = LinearDecay(20, 120)
     assert f(0) == 1.0 and f(19) == 1.0 and f(20) == 1.0
     assert f(70) == pytest.approx(0.5) and f(120) == 0.0
+
+
+def test_step_runs_vgg_once_per_image_with_the_old_steps_losses():
+    from genfw.plugins.csa.discriminators import vgg_output
+
+    torch.manual_seed(0)
+    algo = _algo(size=64, lambda_c=0.5, feature_d=True)  # the feature D needs pool3 of at least 8x8
+    fd = algo.nets["feature_d"]
+    calls = []
+    hooks = [m.register_forward_hook(lambda *a, name=name: calls.append(name))
+             for name, m in (("algo", algo.vgg), ("feature_d", fd.vgg))]
+    batch = _batch(size=64)
+    s = algo.prepare(batch, 0)
+    assert sorted(calls) == ["algo", "feature_d"]  # the real image once (shared VGG), the refined image once
+    new_d, new_g = algo._d_loss(s), algo._g_loss(s)
+    for h in hooks:
+        h.remove()
+    # the step before this change: the feature discriminator ran its VGG on every call
+    x, refined = s["x"], s["refined"]
+    old_d = algo.gan.d(fd(x), fd(refined.detach()))
+    old_g = algo.gan.g(fd(refined), fd(x))
+    torch.testing.assert_close(new_d["feature"], old_d, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(new_g["adv_feature"], old_g, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(s["target_features"], vgg_output(algo.vgg(batch["image"]), "relu4_3"))
+    # and the generator's adversarial gradient is the old one
+    g_new, = torch.autograd.grad(new_g["adv_feature"], refined, retain_graph=True)
+    g_old, = torch.autograd.grad(old_g, refined)
+    torch.testing.assert_close(g_new, g_old, rtol=1e-4, atol=1e-7)

@@ -304,25 +304,32 @@ def test_encoder_running_stats_follow_real_images_only(registry):
     assert bn.momentum == 0.1
 
 
-def test_train_step_benchmark_quick_rows():
+def test_train_step_benchmark_quick_rows_are_smoke_only():
     from genfw.core.bench import bf16_supported
     from genfw.plugins.introvae.bench import train_step_benchmark
 
-    rows = list(train_step_benchmark({"conv_gflops": 100.0, "device_type": "cpu"}, quick=True))
+    rows = list(train_step_benchmark({"device_type": "cpu"}, quick=True))
     steps = [r for r in rows if r["bench"] == "introvae.train-step"]
     precisions = ["fp32", "bf16"] if bf16_supported("cpu") else ["fp32"]
     assert [(r["precision"], r["channels_last"]) for r in steps] == [
         (p, cl) for cl in (False, True) for p in precisions]
-    for r in steps:
-        assert r["step_s"] >= r["best_step_s"] > 0
-        assert r["images_per_s"] == pytest.approx(r["batch"] / r["step_s"], rel=0.01)
-        assert r["fraction_of_conv"] == pytest.approx(r["achieved_gflops"] / 100.0, rel=0.01)
-    # FLOPs are the step's work, not its precision's: counted equal for fp32 and bf16
-    assert len({r["step_gflop"] for r in steps}) == 1 and steps[0]["step_gflop"] > 0
+    for r in steps:  # quick mode: it ran and its losses are finite, no times or ratios
+        assert r["smoke"] and r["losses_finite"]
+        assert not any(k.endswith(("_s", "per_s", "gflops")) or "ratio" in k or "speed" in k for k in r)
     if "bf16" in precisions:
-        assert all(r["bf16_over_fp32_speed"] > 0 for r in steps if r["precision"] == "bf16")
         agree = [r for r in rows if r["bench"] == "introvae.l_ae-fp32-vs-bf16"][0]
         assert agree["relative_difference"] < 0.1
+
+
+def test_step_breakdown_shares_sum_to_one():
+    from genfw.plugins.introvae.bench import step_breakdown
+    from genfw.registry import get_registry
+
+    row = step_breakdown(get_registry(), torch.device("cpu"), "fp32", False, size=32, batch_size=2,
+                         channels=[8, 16, 32])
+    shares = row["self_cpu_share"]
+    assert sum(shares.values()) == pytest.approx(1.0, abs=0.01)
+    assert shares["convolution"] > 0 and shares["optimizer"] > 0
 
 
 def test_conv_layers_benchmark_times_every_conv_of_both_nets():
@@ -332,7 +339,13 @@ def test_conv_layers_benchmark_times_every_conv_of_both_nets():
 
     if not bf16_supported("cpu"):
         pytest.skip("no bf16 on this CPU")
-    rows = list(conv_layers_benchmark({"device_type": "cpu"}, quick=True))
+    assert list(conv_layers_benchmark({"device_type": "cpu"}, quick=True))[0]["smoke"]
+    from genfw.plugins.introvae import bench
+
+    from genfw.registry import get_registry
+
+    rows = list(bench.conv_layers(get_registry(), torch.device("cpu"), quick=False, cases=[(32, 2, [16, 32, 64])],
+                                  rounds=1))
     assert len(rows) == 1
     r = rows[0]
     n_convs = sum(isinstance(m, nn.Conv2d)

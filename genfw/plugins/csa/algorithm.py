@@ -14,6 +14,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 from attrs import define, field, validators as v
+from torch import nn
 
 from genfw import Algorithm, ConfigError, GenfwError, Phase
 from genfw.core.nn import to_signed, to_unit
@@ -110,7 +111,7 @@ class CSAAlgorithm(Algorithm):
             if width != VGG_WIDTH:
                 raise ConfigError(f"the consistency loss compares with VGG-16 relu4_3 ({VGG_WIDTH} channels) but the "
                                   f"refine network exposes {width}; set refine.consistency_channels = {VGG_WIDTH}")
-            self.vgg = _vgg(("relu4_3",), cfg.vgg_weights, ctx.allow_random_weights).to(ctx.device)
+            self.vgg = _vgg(("pool3", "relu4_3"), cfg.vgg_weights, ctx.allow_random_weights).to(ctx.device)
         off = [name for name, on in (("consistency loss", cfg.lambda_consistency > 0),
                                      ("feature discriminator", cfg.use_feature_discriminator)) if not on]
         if off:
@@ -155,10 +156,47 @@ class CSAAlgorithm(Algorithm):
         hole = (mask > 0.5).to(x.dtype)
         _, coarse, refined, extras = self._generate(x, hole)
         state = {"x": x, "hole": hole, "coarse": coarse, "refined": refined, "extras": extras}
-        if self.vgg is not None:
-            with torch.no_grad():
-                state["target_features"] = vgg_output(self.vgg(image), "relu4_3")
+        state.update(self._vgg_features(image, x, refined))
         return state
+
+    def _vgg_features(self, image: torch.Tensor, x: torch.Tensor, refined: torch.Tensor) -> dict:
+        """Each image's VGG-16 features once per step: the real image's (relu4_3 target and pool3 for
+        the feature discriminator, one pass when both VGGs hold the same weights) and the refined
+        image's pool3 (with its graph: the D phase judges it detached, the G phase through it)."""
+        out: dict[str, torch.Tensor] = {}
+        feature_d = self.nets.get("feature_d")
+        if not all(hasattr(feature_d, a) for a in ("features", "score", "vgg")):
+            feature_d = None  # absent, or a discriminator of another kind: it judges images itself
+        with torch.no_grad():
+            if self.vgg is not None:
+                real = self.vgg(image)
+                out["target_features"] = vgg_output(real, "relu4_3")
+                if feature_d is not None and self._same_vgg(feature_d.vgg):
+                    out["real_pool3"] = vgg_output(real, "pool3")
+            if feature_d is not None and "real_pool3" not in out:
+                out["real_pool3"] = feature_d.features(x)
+        if feature_d is not None:
+            out["fake_pool3"] = feature_d.features(refined)
+        return out
+
+    def _same_vgg(self, other: nn.Module) -> bool:
+        """Whether the feature discriminator's VGG is this algorithm's up to pool3 (checked once)."""
+        if getattr(self, "_vgg_shared", None) is None:
+            mine = dict(self.vgg.named_parameters())
+            theirs = dict(other.named_parameters())
+            self._vgg_shared = bool(theirs) and all(k in mine and torch.equal(mine[k], v) for k, v in theirs.items())
+        return self._vgg_shared
+
+    def _feature_scores(self, s: dict, detach_fake: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The feature discriminator's scores of the real and the refined image, from the step's
+        VGG features where the discriminator exposes them (any other image discriminator in the
+        slot judges the images themselves)."""
+        fd = self.nets["feature_d"]
+        if "fake_pool3" in s:
+            fake = s["fake_pool3"].detach() if detach_fake else s["fake_pool3"]
+            return fd.score(s["real_pool3"]), fd.score(fake)
+        refined = s["refined"].detach() if detach_fake else s["refined"]
+        return fd(s["x"]), fd(refined)
 
     # --- losses ----------------------------------------------------------------------------------
     def _d_loss(self, s: dict) -> dict:
@@ -167,7 +205,8 @@ class CSAAlgorithm(Algorithm):
         out = {"patch": patch}
         total = patch
         if "feature_d" in self.nets:
-            feat = self.gan.d(self.nets["feature_d"](s["x"]), self.nets["feature_d"](fake))
+            real, fake_score = self._feature_scores(s, detach_fake=True)
+            feat = self.gan.d(real, fake_score)
             out["feature"] = feat
             total = total + feat
         out["loss"] = total
@@ -185,7 +224,8 @@ class CSAAlgorithm(Algorithm):
         terms["adv_patch"] = self.gan.g(self.nets["patch_d"](refined), self.nets["patch_d"](x))
         adv = terms["adv_patch"]
         if "feature_d" in self.nets:
-            terms["adv_feature"] = self.gan.g(self.nets["feature_d"](refined), self.nets["feature_d"](x))
+            real, fake_score = self._feature_scores(s, detach_fake=False)
+            terms["adv_feature"] = self.gan.g(fake_score, real)
             adv = adv + terms["adv_feature"]
         total = total + cfg.lambda_adv * adv
         with torch.no_grad():  # progress in [0, 1] units over hole pixels only

@@ -1,18 +1,25 @@
-"""`genfw bench csa.layer`: the CSA layer's forward + backward against the per-position baseline.
+"""`genfw bench csa.layer`: the CSA layer against a reference-style baseline, side by side.
 
 512 channels at 32x32 (the paper's CSA level at 256 px), a 16x16 hole (25 %) per sample, shifted
-per sample so the batch really has different masks. The baseline is benchmarks/csa_baseline.py
-(the paper's Algorithm 1, one position at a time, plain autograd); it lives outside the package, so
-an installed genfw without the source tree reports the fast layer alone.
+per sample so the batch really has different masks; batch 1 and 8; forward alone, then forward +
+backward. The baseline is `csa_reference_style` in benchmarks/csa_baseline.py: the public
+reference's computation done its way (search as a convolution with the known patches as filters,
+then the raster recurrence and the attention-matrix recombination), with plain autograd for the
+backward. genfw's layer, the baseline, a control copy of genfw's layer and the fp32 matmul probe
+take turns call by call; rows report medians and ranges of the per-round ratios. The baseline
+lives outside the package, so an installed genfw without the source tree reports genfw alone.
+Quick mode checks only that both give the same outputs and gradients on a small case.
 """
 from __future__ import annotations
 
 import importlib.util
+import statistics
 from pathlib import Path
 
 import torch
 
-from genfw.core.bench import measure
+from genfw.core.bench import probe_works, ratio_stats, rotation
+from genfw.plugins.csa import recurrence
 from genfw.plugins.csa.layer import coherent_attention
 
 
@@ -23,7 +30,7 @@ def _baseline():
     spec = importlib.util.spec_from_file_location("genfw_csa_baseline", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.csa_loop
+    return module.csa_reference_style
 
 
 def bench_inputs(batch: int, channels: int = 512, size: int = 32, seed: int = 0):
@@ -37,6 +44,13 @@ def bench_inputs(batch: int, channels: int = 512, size: int = 32, seed: int = 0)
     return x, mask
 
 
+def _forward(fn, x, mask):
+    def run():
+        with torch.no_grad():
+            return fn(x, mask)
+    return run
+
+
 def _fwd_bwd(fn, x, mask, grad):
     def run():
         xx = x.detach().requires_grad_()
@@ -46,27 +60,53 @@ def _fwd_bwd(fn, x, mask, grad):
     return run
 
 
+def _agreement(baseline, x, mask) -> dict:
+    grad = torch.randn_like(x)
+    out_f, g_f = _fwd_bwd(coherent_attention, x, mask, grad)()
+    out_b, g_b = _fwd_bwd(baseline, x, mask, grad)()
+    return {"max_abs_diff_out": float((out_f - out_b).abs().max()),
+            "max_abs_diff_grad": float((g_f - g_b).abs().max())}
+
+
 def csa_layer_benchmark(machine: dict, quick: bool):
     baseline = _baseline()
+    kernel = recurrence.kernel() is not None
+    if quick:
+        x, mask = bench_inputs(2, channels=32, size=12)
+        row = {"bench": "csa.layer", "smoke": True, "c_kernel": kernel}
+        if baseline is not None:
+            row.update(_agreement(baseline, x, mask))
+        else:
+            _fwd_bwd(coherent_attention, x, mask, torch.randn_like(x))()
+        yield row
+        return
+    probes = probe_works("cpu", precisions=(), layouts=())  # the fp32 matmul probe: the search is a matmul
     for batch in (1, 8):
         x, mask = bench_inputs(batch)
-        grad = torch.randn_like(x)
-        fast = _fwd_bwd(coherent_attention, x, mask, grad)
-        t_fast = measure(fast, warmup=1, iters=3 if quick else 10)
-        # the search's batched matmul: holes x positions x channels, 2 FLOPs per MAC
         holes = int(mask.flatten(1).sum(1).max())
-        search_gflop = 2 * batch * holes * x.shape[-1] * x.shape[-2] * x.shape[1] / 1e9
-        rec = {"batch": batch, "channels": x.shape[1], "size": x.shape[-1], "holes_per_sample": holes,
-               "fast_ms": round(t_fast * 1e3, 3),
-               "search_share_of_matmul_peak": round(search_gflop / t_fast / machine["matmul_gflops"], 4)
-               if machine.get("matmul_gflops") else None}
-        if baseline is not None:
-            t_base = measure(_fwd_bwd(baseline, x, mask, grad), warmup=0 if quick else 1, iters=1 if quick else 3)
-            out_f, g_f = fast()
-            out_b, g_b = _fwd_bwd(baseline, x, mask, grad)()
-            rec.update({"baseline_ms": round(t_base * 1e3, 3), "speedup": round(t_base / t_fast, 2),
-                        "max_abs_diff_out": float((out_f - out_b).abs().max()),
-                        "max_abs_diff_grad": float((g_f - g_b).abs().max())})
-        else:
-            rec["baseline"] = "benchmarks/csa_baseline.py not found (installed without the source tree)"
-        yield rec
+        known = x.shape[-1] * x.shape[-2] - holes
+        search_flops = 2 * batch * holes * known * x.shape[1]
+        rounds = 10 if batch == 1 else 5
+        for mode in ("forward", "forward+backward"):
+            grad = torch.randn_like(x)
+            make = _forward if mode == "forward" else (lambda fn, x, m: _fwd_bwd(fn, x, m, grad))
+            works = {"genfw": make(coherent_attention, x, mask)}
+            if baseline is not None:
+                works["reference-style"] = make(baseline, x, mask)
+            res = rotation(works, warmup=1, rounds=rounds, probes=probes, control="genfw")
+            t = res["times"]
+            row = {"bench": "csa.layer", "mode": mode, "batch": batch, "channels": x.shape[1], "size": x.shape[-1],
+                   "holes_per_sample": holes, "threads": torch.get_num_threads(), "c_kernel": kernel,
+                   "rounds": rounds, "genfw_ms": round(statistics.median(t["genfw"]) * 1e3, 3),
+                   "control_genfw_vs_genfw": res["control"]}
+            if baseline is not None:
+                row["reference_style_ms"] = round(statistics.median(t["reference-style"]) * 1e3, 3)
+                row["speedup"] = ratio_stats(t["reference-style"], t["genfw"])
+            if mode == "forward":
+                matmul = res["probe_gflops"]["matmul:fp32"]
+                # the search alone at the matmul probe's speed, as a share of the whole layer's time
+                row["search_share_at_probe_speed"] = round(search_flops / (matmul * 1e9) / statistics.median(t["genfw"]), 3)
+                row["matmul_probe_gflops"] = matmul
+            yield row
+    if baseline is not None:
+        yield {"bench": "csa.layer", "check": "outputs", **_agreement(baseline, *bench_inputs(2))}

@@ -113,9 +113,21 @@ class FeatureDiscriminator(nn.Module):
         self._vgg.module._apply(fn, *args, **kwargs)  # follow .to(device) / .double()
         return super()._apply(fn, *args, **kwargs)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = vgg_output(self._vgg.module((x + 1) / 2), "pool3")
+    @property
+    def vgg(self) -> nn.Module:
+        """The frozen VGG-16 (to pool3) this discriminator judges features of."""
+        return self._vgg.module
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """VGG-16 pool3 of images in [-1, 1]: computed once, they can be judged several times."""
+        return vgg_output(self._vgg.module((x + 1) / 2), "pool3")
+
+    def score(self, feats: torch.Tensor) -> torch.Tensor:
+        """The patch scores of pool3 features from `features`."""
         return self.head(feats)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.score(self.features(x))
 
 
 def patch_example(module: PatchDiscriminator):

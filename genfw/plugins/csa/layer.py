@@ -3,11 +3,13 @@
 Shapes: features N x C x H x W, mask N x 1 x H x W at feature resolution (1 = hole). Patches are 1x1
 (one feature vector per position), as in the reference code.
 
-Search is one batched matrix product (hole queries against every position, hole columns masked
-out); only the arg-max index is taken from it, and Dmax is recomputed from the two gathered vectors
-so its gradient is exact and cheap. Generate is the paper's recurrence, visited in raster order,
-vectorised across the batch (each sample with its own mask; padded steps are discarded), with a
-hand-written backward (`_Generate`) because per-step autograd bookkeeping would dominate its cost.
+Search is one batched matrix product of each sample's hole features against its known features
+only, on the features' own layout, the key norms dividing the scores; only the arg-max index is
+taken from it, and Dmax is recomputed from the two gathered vectors so its gradient is exact and
+cheap. Generate is the paper's recurrence over every hole of the batch in raster order (each sample
+with its own mask), a small C kernel with a hand-written backward (`recurrence.Generate`; torch ops
+where no compiler is available): a step is two dot products, so per-op dispatch, not arithmetic,
+is what a loop of torch ops would spend its time on. One indexed write puts the patches back.
 
 Numerical safety: both similarities are clamped at 0 and Dmax gets +eps before the ratio
 ``Dad / (Dad + Dmax)``. Negative similarities would otherwise let the denominator approach 0 and
@@ -21,8 +23,9 @@ import torch
 from attrs import define, field, validators as v
 from torch import nn
 
+from genfw.plugins.csa.recurrence import TINY as _TINY, Fill, Generate, intra_op_threads, usable
+
 SIMILARITIES = ("cosine", "key-only")
-_TINY = 1e-12  # floor for vector norms (an all-zero feature vector has no direction)
 
 
 @define(kw_only=True)
@@ -31,83 +34,57 @@ class CSAConfig:
     # Dmax = <m, k/|k|>, Dad = <prev, m/|m|> (the reference code)
     similarity: str = field(default="cosine", validator=v.in_(SIMILARITIES))
     eps: float = field(default=1e-8, validator=v.gt(0.0))  # added to Dmax: keeps the ratio defined
+    # intra-op threads inside the layer (0: the process's setting). Its ~20 short ops each wait for
+    # every thread of the pool; on a busy machine that wait, not the work, dominates (measured
+    # 397 ms at 2 threads vs 74 ms at 1, batch 1, under load), and 1 thread costs at most the
+    # search matmul's parallel speed-up
+    threads: int = field(default=1, validator=v.ge(0))
 
 
-class _Generate(torch.autograd.Function):
-    """m_t = a_t m_{t-1} + (1 - a_t) k_t with a_t = relu(Dad_t) / (relu(Dad_t) + e_t).
-
-    Inputs are time-major: fh (L x N x C, unit hole features), k (L x N x C, the best known patch
-    of each hole), e (L x N, clamped Dmax + eps). Dad_t = <m_{t-1}, fh_t> / |m_{t-1}| (cosine) or
-    without the division (key-only); m_{-1} = 0, so Dad_0 = 0 and m_0 = k_0.
-    Returns M (L x N x C) and the mixing weights a (L x N, not differentiable).
-    The loops touch only per-step views made once (unbind) and collect scalars in lists: per-op
-    dispatch cost, not arithmetic, is what a 512-channel step spends its time on.
-    """
-
-    @staticmethod
-    def forward(ctx, fh, k, e, cosine: bool):
-        steps, n, c = k.shape
-        out = torch.empty_like(k)
-        dads, norms = [], []
-        m = k.new_zeros(n, c)
-        for fh_t, k_t, e_t, out_t in zip(fh.unbind(0), k.unbind(0), e.unbind(0), out.unbind(0)):
-            p = torch.linalg.vecdot(m, fh_t)
-            if cosine:
-                nr = torch.linalg.vector_norm(m, dim=-1).clamp_min_(_TINY)
-                norms.append(nr)
-                p = p.div_(nr)
-            dads.append(p)
-            d = p.clamp_min(0)
-            m = torch.lerp(k_t, m, d.div_(d + e_t).unsqueeze_(-1), out=out_t)
-        dad = torch.stack(dads)
-        nrm = torch.stack(norms) if cosine else torch.ones_like(dad)
-        d = dad.clamp_min(0)
-        a = d / (d + e)
-        ctx.save_for_backward(fh, k, e, out, dad, nrm, a)
-        ctx.cosine = cosine
-        ctx.mark_non_differentiable(a)
-        return out, a
-
-    @staticmethod
-    def backward(ctx, g_out, _g_a):
-        fh, k, e, out, dad, nrm, a = ctx.saved_tensors
-        steps, n, c = k.shape
-        prev = torch.cat([out.new_zeros(1, n, c), out[:-1]], 0)  # m_{t-1}
-        s = dad.clamp_min(0) + e
-        # da/dDad, zero where the clamp is active (Dad <= 0)
-        coef = torch.where(dad > 0, e / (s * s), torch.zeros_like(e)).unsqueeze(-1)
-        if ctx.cosine:
-            unit_prev = prev / nrm.unsqueeze(-1)
-            u = (fh - dad.unsqueeze(-1) * unit_prev) / nrm.unsqueeze(-1)  # dDad/dm_{t-1}
-        else:
-            unit_prev = prev
-            u = fh
-        uc = u * coef
-        w = prev - k  # dm_t/da_t
-        g_all = torch.empty_like(out)
-        gas = []
-        g = out.new_zeros(n, c)
-        for go_t, gall_t, w_t, uc_t, a_t in zip(g_out.unbind(0)[::-1], g_all.unbind(0)[::-1], w.unbind(0)[::-1],
-                                                uc.unbind(0)[::-1], a.unsqueeze(-1).unbind(0)[::-1]):
-            gt = torch.add(go_t, g, out=gall_t)
-            ga_t = torch.linalg.vecdot(gt, w_t).unsqueeze_(-1)
-            gas.append(ga_t)
-            g = torch.addcmul(gt * a_t, ga_t, uc_t)
-        ga = torch.stack(gas[::-1])  # L x N x 1
-        g_fh = ga * coef * unit_prev
-        g_k = (1 - a).unsqueeze(-1) * g_all
-        g_e = -ga.squeeze(-1) * dad.clamp_min(0) / (s * s)
-        return g_fh, g_k, g_e, None
+def _sumsq(t: torch.Tensor) -> torch.Tensor:
+    # over the channel dim of N x C x L; much faster than vector_norm's strided reduction here
+    return (t * t).sum(1)
 
 
-def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """x: N x P x C, idx: N x L -> N x L x C."""
-    return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+def _generate_torch(x, f, best, hidx, valid, offsets, similarity: str, eps: float):
+    """Everything after the search in torch ops (no C kernel here): gathers, Dmax, the
+    recurrence (`recurrence.Generate`) and one scatter of the patches into a copy of x."""
+    n, c, h, w = x.shape
+    steps = hidx.shape[1]
+    x3 = x.reshape(n, c, h * w)
+    k = torch.gather(x3, 2, best.unsqueeze(1).expand(-1, c, -1))  # N x C x L best known patches
+    fh = f / _sumsq(f).sqrt().clamp_min(_TINY).unsqueeze(1)
+    q = fh if similarity == "cosine" else f
+    # Dmax again from the two chosen vectors: exact gradient without back-propagating the search
+    dmax = (q * k).sum(1) / _sumsq(k).sqrt().clamp_min(_TINY)
+    padded = not bool(valid.all())
+
+    def rows(t):  # N x C x L -> V x C, one row per real hole
+        t = t.transpose(1, 2)
+        return t[valid] if padded else t.reshape(-1, c)
+
+    gen, mixing = Generate.apply(rows(fh), rows(k), (dmax[valid] if padded else dmax.reshape(-1)).clamp_min(0) + eps,
+                                 offsets, similarity == "cosine")
+    if padded:  # padded steps point at known positions: they write the original feature back
+        gen = f.transpose(1, 2).masked_scatter(valid.unsqueeze(-1), gen)
+    out = x.clone()  # keeps x's memory format
+    out.view(n, c, h * w).scatter_(2, hidx.unsqueeze(1).expand(-1, c, -1), gen.view(n, steps, c).transpose(1, 2))
+    return out, mixing
 
 
 def coherent_attention(x: torch.Tensor, mask: torch.Tensor, similarity: str = "cosine",
-                       eps: float = 1e-8, return_attention: bool = False):
-    """The CSA layer as a function; see the module docstring. Returns features (and attention)."""
+                       eps: float = 1e-8, return_attention: bool = False, use_kernel: bool = True,
+                       threads: int = 1):
+    """The CSA layer as a function; see the module docstring. Returns features (and attention).
+
+    Works on x's own memory layout (contiguous or channels_last; the output keeps it).
+    use_kernel=False runs the recurrence as torch ops even where the C kernel is available;
+    threads: intra-op threads for the layer's own ops (0: the process's setting; see CSAConfig)."""
+    with intra_op_threads(threads):
+        return _coherent_attention(x, mask, similarity, eps, return_attention, use_kernel, threads)
+
+
+def _coherent_attention(x, mask, similarity, eps, return_attention, use_kernel, threads):
     if similarity not in SIMILARITIES:
         raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
     n, c, h, w = x.shape
@@ -117,49 +94,59 @@ def coherent_attention(x: torch.Tensor, mask: torch.Tensor, similarity: str = "c
     hole = mask.reshape(n, hw) > 0.5
     counts = hole.sum(1)
     # a sample with no known position has nothing to copy from: it passes through unchanged
-    active = (counts > 0) & (counts < hw)
-    steps = int(counts[active].max()) if bool(active.any()) else 0
-    mixing = best = idx = valid = None
-    if steps == 0:
+    lens = torch.where((counts > 0) & (counts < hw), counts, torch.zeros_like(counts))
+    offsets = [0] + torch.cumsum(lens, 0).tolist()
+    mixing = best = hidx = None
+    if offsets[-1] == 0:
         out = x
     else:
-        flat = x.reshape(n, c, hw)
-        feats = flat.transpose(1, 2).contiguous()  # N x HW x C: gathers read whole rows
-        norms = torch.linalg.vector_norm(feats, dim=-1).clamp_min(_TINY)  # N x HW
-        # stable sort of "is known" puts each sample's holes first, in raster order
-        idx = torch.sort((~hole).to(torch.uint8), dim=1, stable=True).indices[:, :steps]
-        valid = (torch.arange(steps, device=x.device).unsqueeze(0) < counts.unsqueeze(1)) & active.unsqueeze(1)
-        f = _gather(feats, idx)
-        fh = f / torch.gather(norms, 1, idx).unsqueeze(-1)
-        q = fh if similarity == "cosine" else f
+        steps = int(lens.max())
+        width = int((hw - counts).max())
+        x3 = x.reshape(n, c, hw)  # a view in either layout
+        # stable sorts: each sample's holes (then its known positions) in raster order
+        hidx = torch.sort((~hole).to(torch.uint8), dim=1, stable=True).indices[:, :steps]
+        valid = torch.arange(steps, device=x.device).unsqueeze(0) < lens.unsqueeze(1)  # N x L
+        lib = usable(x) if use_kernel else None
+        with torch.set_grad_enabled(torch.is_grad_enabled() and lib is None):
+            f = torch.gather(x3, 2, hidx.unsqueeze(1).expand(-1, c, -1))  # N x C x L hole features
         with torch.no_grad():
-            sim = torch.bmm(q, (feats / norms.unsqueeze(-1)).transpose(1, 2))  # N x L x HW
-            sim.masked_fill_(hole.unsqueeze(1), float("-inf"))
-            best = sim.argmax(-1)
-            del sim
-        k = _gather(feats, best)
-        # Dmax again from the two chosen vectors: exact gradient without back-propagating the search
-        dmax = torch.linalg.vecdot(q, k) / torch.gather(norms, 1, best)
-        e = torch.where(valid, dmax.clamp_min(0) + eps, torch.ones_like(dmax))
-        gen, mixing = _Generate.apply(fh.transpose(0, 1).contiguous(), k.transpose(0, 1).contiguous(),
-                                      e.transpose(0, 1).contiguous(), similarity == "cosine")
-        # padded steps write the original feature back, so they change nothing
-        gen = torch.where(valid.unsqueeze(-1), gen.transpose(0, 1), f)
-        out = flat.scatter(2, idx.unsqueeze(1).expand(-1, c, -1), gen.transpose(1, 2)).reshape(n, c, h, w)
+            # search: argmax over known k of <f, k> / |k| (for cosine also the argmax of the cosine,
+            # |f| being one row's constant); hole features against known features only, on the
+            # native layout, the key norms dividing the L x K scores rather than the features
+            kidx = torch.sort(hole.to(torch.uint8), dim=1, stable=True).indices[:, :width]
+            keys = torch.gather(x3, 2, kidx.unsqueeze(1).expand(-1, c, -1))  # N x C x K
+            scores = torch.bmm(f.transpose(1, 2), keys)
+            scores.div_(keys.square_().sum(1).sqrt_().clamp_min_(_TINY).unsqueeze(1))
+            known = hw - counts
+            if bool((known < width).any()):  # fewer known positions than the widest sample: padding loses
+                pad = torch.arange(width, device=x.device).unsqueeze(0) >= known.unsqueeze(1)
+                scores.masked_fill_(pad.unsqueeze(1), float("-inf"))
+            best = kidx.gather(1, scores.argmax(-1))  # N x L positions
+            del scores, keys
+        if lib is not None:
+            nid = torch.arange(n, device=x.device).repeat_interleave(lens)
+            out, mixing = Fill.apply(x, nid, hidx[valid], best[valid], offsets, similarity == "cosine", eps, threads)
+        else:
+            out, mixing = _generate_torch(x, f, best, hidx, valid, offsets, similarity, eps)
+        best, hidx = best[valid], hidx[valid]
     if not return_attention:
         return out
+    return out, _attention(x, offsets, mixing, best, hidx)
+
+
+def _attention(x: torch.Tensor, offsets: list[int], mixing, best, holes) -> torch.Tensor:
+    """N x HW x HW rows of the attention matrix (known positions attend to themselves): the
+    paper's A_i = (1 - a_i) onehot(best_i) + a_i A_{i-1}, built only for `inpaint --attention`."""
+    n, hw = x.shape[0], x.shape[2] * x.shape[3]
     with torch.no_grad():
         att = torch.eye(hw, dtype=x.dtype, device=x.device).repeat(n, 1, 1)
-        if steps:
-            a = mixing.transpose(0, 1)  # N x L
-            row = x.new_zeros(n, hw)
-            rows = torch.arange(n, device=x.device)
-            for t in range(steps):
-                row = row * a[:, t:t + 1]
-                row[rows, best[:, t]] += 1 - a[:, t]
-                sel = valid[:, t]
-                att[rows[sel], idx[sel, t]] = row[sel]
-    return out, att
+        for s in range(n):
+            row = x.new_zeros(hw)
+            for t in range(offsets[s], offsets[s + 1]):
+                row = row * mixing[t]
+                row[best[t]] += 1 - mixing[t]
+                att[s, holes[t]] = row
+    return att
 
 
 class CSALayer(nn.Module):
@@ -172,15 +159,17 @@ class CSALayer(nn.Module):
         cfg = attrs.evolve(cfg if cfg is not None else CSAConfig(), **overrides)
         self.similarity = cfg.similarity
         self.eps = cfg.eps
+        self.threads = cfg.threads
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, return_attention: bool = False, **context):
         # the recurrence accumulates: keep it in fp32 even under bf16/fp16 autocast
         with torch.autocast(device_type=x.device.type, enabled=False):
             dtype = x.dtype if x.dtype == torch.float64 else torch.float32
-            return coherent_attention(x.to(dtype), mask.to(dtype), self.similarity, self.eps, return_attention)
+            return coherent_attention(x.to(dtype), mask.to(dtype), self.similarity, self.eps, return_attention,
+                                      threads=self.threads)
 
     def extra_repr(self) -> str:
-        return f"similarity={self.similarity!r}, eps={self.eps}"
+        return f"similarity={self.similarity!r}, eps={self.eps}, threads={self.threads}"
 
 
 def layer_example(module: CSALayer):

@@ -1,13 +1,17 @@
 """`introvae.train-step` benchmark: one full IntroVAE step (2 phases, 5 encoder passes).
 
-Reports images/s per (size, batch, precision, channels_last), the step's FLOPs counted with
-torch.utils.flop_counter, the fraction of the machine's measured conv fwd+bwd throughput, the
-bf16/fp32 speed ratio, and L_AE after a short training run in fp32 vs bf16.
+Per (size, batch): every (precision, layout) variant, a control copy of the fp32 contiguous step
+and the conv probes of each precision and layout take turns step by step. Rows: images/s, the
+step's FLOPs (torch.utils.flop_counter), the fraction of the probe of the same precision and
+layout, speed against fp32 contiguous (median and range of per-round ratios), and the control
+row (the noise floor). Then L_AE after a short run in fp32 vs bf16, and where the fastest
+variant's step spends its time (profiler shares). Quick mode: one smoke step per variant.
 """
 from __future__ import annotations
 
 import copy
 import itertools
+import math
 import statistics
 from typing import Any, Iterator
 
@@ -16,7 +20,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from genfw import Context
-from genfw.core.bench import bf16_supported, take_turns
+from genfw.core.bench import bf16_supported, probe_name, probe_works, ratio_stats, rotation, take_turns
 from genfw.core.step import run_step
 from genfw.plugins.introvae.presets import CH_128, CH_256
 
@@ -58,39 +62,90 @@ def step_flops(algo, batch: dict, precision: str = "fp32") -> int:
     return int(counter.get_total_flops())
 
 
-def throughput(registry, device: torch.device, machine: dict, quick: bool) -> Iterator[dict[str, Any]]:
-    # quick: a 32 px smoke run of the same code path (the numbers mean little)
-    cases = [(32, 4, [16, 32, 64])] if quick else [(128, 4, CH_128), (256, 2, CH_256)]
+def _variants(device: torch.device) -> list[tuple[str, bool]]:
     precisions = ["fp32", "bf16"] if bf16_supported(device) else ["fp32"]
-    steps, warmup = (2, 1) if quick else ((20, 3) if device.type == "cuda" else (8, 2))
-    conv = float(machine.get("conv_gflops") or 0.0)
+    return [(p, cl) for cl in (False, True) for p in precisions]
+
+
+def _name(precision: str, channels_last: bool) -> str:
+    return f"{precision}:{'channels_last' if channels_last else 'contiguous'}"
+
+
+def throughput(registry, device: torch.device, machine: dict, quick: bool) -> Iterator[dict[str, Any]]:
+    """Every (precision, layout) variant's step, a control copy of the fp32 one and the conv
+    probes of each precision and layout, all taking turns; quick: one 32 px step of each variant."""
+    variants = _variants(device)
+    if quick:
+        for precision, cl in variants:
+            torch.manual_seed(0)
+            algo = _build(registry, device, 32, [16, 32, 64], 3, 64, beta=0.05, margin=120.0)
+            x = _to_memory_format(algo, _images(32, 4, 3, device), cl)
+            logs = run_step(algo, {"image": x}, 0, precision=precision)
+            yield {"bench": "introvae.train-step", "smoke": True, "precision": precision, "channels_last": cl,
+                   "losses_finite": all(math.isfinite(v) for v in logs.values())}
+        return
+    cases = [(128, 4, CH_128), (256, 2, CH_256)]
+    steps, warmup = (20, 3) if device.type == "cuda" else (8, 2)
+    probes = probe_works(device, cases=variants, matmul=False)
     for size, batch_size, channels in cases:
-        for channels_last in (False, True):
-            runs, flops = {}, {}
-            for precision in precisions:
-                torch.manual_seed(0)
-                algo = _build(registry, device, size, channels, 3, 512, beta=0.05, margin=120.0)
-                x = _to_memory_format(algo, _images(size, batch_size, 3, device), channels_last)
-                flops[precision] = step_flops(algo, {"image": x}, precision)
-                runs[precision] = (lambda a=algo, b={"image": x}, p=precision, n=itertools.count():
-                                   run_step(a, b, next(n), precision=p))
-            times = take_turns(runs, warmup, steps, device)
-            for precision in precisions:
-                sec = statistics.median(times[precision])
-                gflops = flops[precision] / sec / 1e9
-                row = {"bench": "introvae.train-step", "image_size": size, "batch": batch_size,
-                       "precision": precision, "channels_last": channels_last, "steps": steps,
-                       "step_s": round(sec, 4), "best_step_s": round(min(times[precision]), 4),
-                       "images_per_s": round(batch_size / sec, 3),
-                       "step_gflop": round(flops[precision] / 1e9, 3), "achieved_gflops": round(gflops, 2),
-                       "fraction_of_conv": round(gflops / conv, 3) if conv else None}
-                if precision != "fp32":
-                    # side by side: the median over step pairs of fp32 time / bf16 time, and the
-                    # ratio of each precision's fastest step (the least disturbed measurement)
-                    pairs = [a / b for a, b in zip(times["fp32"], times[precision])]
-                    row["bf16_over_fp32_speed"] = round(statistics.median(pairs), 3)
-                    row["bf16_over_fp32_best"] = round(min(times["fp32"]) / min(times[precision]), 3)
-                yield row
+        runs, flops = {}, {}
+        for precision, cl in variants:
+            torch.manual_seed(0)
+            algo = _build(registry, device, size, channels, 3, 512, beta=0.05, margin=120.0)
+            x = _to_memory_format(algo, _images(size, batch_size, 3, device), cl)
+            name = _name(precision, cl)
+            flops[name] = step_flops(algo, {"image": x}, precision)
+            runs[name] = (lambda a=algo, b={"image": x}, p=precision, n=itertools.count():
+                          run_step(a, b, next(n), precision=p))
+        base = _name("fp32", False)
+        res = rotation(runs, warmup, steps, probes=probes, control=base, device=device)
+        times = res["times"]
+        yield {"bench": "introvae.train-step", "image_size": size, "batch": batch_size, "steps": steps,
+               "control": f"{base} vs itself", "ratio": res["control"], "probe_gflops": res["probe_gflops"]}
+        for precision, cl in variants:
+            name = _name(precision, cl)
+            sec = statistics.median(times[name])
+            gflops = flops[name] / sec / 1e9
+            probe = res["probe_gflops"].get(probe_name(precision, cl))
+            row = {"bench": "introvae.train-step", "image_size": size, "batch": batch_size,
+                   "precision": precision, "channels_last": cl, "steps": steps,
+                   "step_s": round(sec, 4), "step_s_range": [round(min(times[name]), 4), round(max(times[name]), 4)],
+                   "images_per_s": round(batch_size / sec, 3), "step_gflop": round(flops[name] / 1e9, 3),
+                   "achieved_gflops": round(gflops, 2),
+                   # against the probe of the same precision and layout, measured in the same rotation
+                   "fraction_of_probe": round(gflops / probe, 3) if probe else None}
+            if name != base:
+                row["speed_vs_fp32_contiguous"] = ratio_stats(times[base], times[name])
+            yield row
+
+
+def step_breakdown(registry, device: torch.device, precision: str, channels_last: bool, size: int = 128,
+                   batch_size: int = 4, channels=CH_128) -> dict[str, Any]:
+    """Where one training step's time goes (torch profiler, self CPU time by op family)."""
+    torch.manual_seed(0)
+    algo = _build(registry, device, size, channels, 3, 512, beta=0.05, margin=120.0)
+    x = _to_memory_format(algo, _images(size, batch_size, 3, device), channels_last)
+    for i in range(2):
+        run_step(algo, {"image": x}, i, precision=precision)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        run_step(algo, {"image": x}, 2, precision=precision)
+    families = {"convolution": ("conv", "mkldnn_convolution"), "batch_norm": ("batch_norm",),
+                "casts and copies": ("copy_", "_to_copy", "to", "clone", "contiguous"),
+                "optimizer": ("adam", "_foreach"), "matmul (fc)": ("addmm", "mm", "linear")}
+    total, shares = 0.0, {k: 0.0 for k in families}
+    for ev in prof.key_averages():
+        t = ev.self_cpu_time_total
+        total += t
+        name = ev.key.lower()
+        for fam, keys in families.items():
+            if any(k in name for k in keys):
+                shares[fam] += t
+                break
+    named = sum(shares.values())
+    out = {k: round(v / total, 3) for k, v in shares.items()} if total else {}
+    out["other elementwise and reductions"] = round((total - named) / total, 3) if total else None
+    return {"bench": "introvae.step-breakdown", "image_size": size, "batch": batch_size, "precision": precision,
+            "channels_last": channels_last, "self_cpu_share": out}
 
 
 def loss_agreement(registry, device: torch.device, quick: bool) -> Iterator[dict[str, Any]]:
@@ -122,6 +177,9 @@ def train_step_benchmark(machine: dict, quick: bool = False) -> Iterator[dict[st
     device = torch.device(machine.get("device_type") or "cpu")
     yield from throughput(registry, device, machine, quick)
     yield from loss_agreement(registry, device, quick)
+    if not quick and device.type == "cpu":
+        for precision, cl in _variants(device)[-1:]:  # the fastest candidate: bf16 channels_last where bf16 runs
+            yield step_breakdown(registry, device, precision, cl)
 
 
 def _conv_inputs(algo, size: int, batch_size: int, device: torch.device) -> list[tuple[nn.Conv2d, tuple]]:
@@ -139,14 +197,15 @@ def _conv_inputs(algo, size: int, batch_size: int, device: torch.device) -> list
     return seen
 
 
-def conv_layers(registry, device: torch.device, quick: bool) -> Iterator[dict[str, Any]]:
+def conv_layers(registry, device: torch.device, quick: bool, cases=None, rounds: int | None = None
+                ) -> Iterator[dict[str, Any]]:
     """Forward + backward of each of the nets' convolutions alone, fp32 vs bf16 (channels_last),
     the two precisions taking turns; each layer's fastest round counts. Their summed ratio is what
     bf16 can give the step's convolutions on this hardware: the ceiling for the whole step's ratio."""
     if not bf16_supported(device):
         return
-    cases = [(32, 4, [16, 32, 64])] if quick else [(128, 4, CH_128), (256, 2, CH_256)]
-    rounds = 2 if quick else 5
+    cases = cases or ([(32, 4, [16, 32, 64])] if quick else [(128, 4, CH_128), (256, 2, CH_256)])
+    rounds = rounds or (2 if quick else 5)
     fmt = torch.channels_last
     for size, batch_size, channels in cases:
         torch.manual_seed(0)
@@ -163,6 +222,9 @@ def conv_layers(registry, device: torch.device, quick: bool) -> Iterator[dict[st
             for precision in total:
                 total[precision] += best[precision]
             ratios.append(best["fp32"] / best["bf16"])
+        if quick:  # a smoke run: every conv ran in both precisions; its few calls time nothing
+            yield {"bench": "introvae.conv-layers", "smoke": True, "image_size": size, "layers": len(ratios)}
+            continue
         yield {"bench": "introvae.conv-layers", "image_size": size, "batch": batch_size, "layers": len(ratios),
                "conv_fp32_s": round(total["fp32"], 4), "conv_bf16_s": round(total["bf16"], 4),
                "bf16_over_fp32": round(total["fp32"] / total["bf16"], 3),

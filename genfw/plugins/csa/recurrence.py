@@ -1,0 +1,403 @@
+"""The CSA generate recurrence over hole positions, forward and backward: a small C kernel, and the
+same arithmetic in torch ops where the kernel is unavailable.
+
+    m_t = a_t m_{t-1} + (1 - a_t) k_t,  a_t = relu(Dad_t) / (relu(Dad_t) + e_t),
+    Dad_t = <m_{t-1}, fh_t> / |m_{t-1}| (cosine) or <m_{t-1}, fh_t> (key-only),  m_{-1} = 0.
+
+Inputs are compact: every hole of the batch is one row (V x C), samples one after another in
+raster order, `offsets` (N + 1) marking where each sample's holes start. A step is ~2 dot products
+of C numbers, so in torch ops its cost is dispatch (~10 ops of a few microseconds each, for each of
+hundreds of sequential steps); the C loop runs the same arithmetic in well under a millisecond.
+
+The kernel is compiled once per source version with the system C compiler into genfw's cache
+(``$GENFW_CACHE_DIR``, else ``$XDG_CACHE_HOME/genfw``, else ``~/.cache/genfw``) and loaded with
+ctypes (no torch headers, so it builds in about a second). Without a compiler, on CUDA tensors,
+or with ``GENFW_CSA_KERNEL=0`` the torch loop runs instead; both give the same results to float
+rounding (tested).
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("genfw.csa")
+TINY = 1e-12  # floor for |m_{t-1}| (an all-zero patch has no direction)
+
+_SOURCE = r"""
+#include <math.h>
+#include <stdint.h>
+
+#define TINY 1e-12
+#define BLOCK 16  /* channels per pass of a row gather/scatter: 16 feature-map rows stay in cache */
+
+/* Holes come sample by sample in raster order; off[s]..off[s+1] are sample s's. A map is given
+   by its data and its strides (sample, channel, position), so contiguous and channels_last work. */
+#define DEFINE(T, SX)                                                                              \
+static T dot_##SX(const T *x, const T *y, int64_t n) {                                             \
+    T s = 0;                                                                                       \
+    _Pragma("omp simd reduction(+:s)")                                                             \
+    for (int64_t i = 0; i < n; ++i) s += x[i] * y[i];                                              \
+    return s;                                                                                      \
+}                                                                                                  \
+/* rows[t] = map[nid[t], :, pos[t]], channel blocks outermost so each block's map rows are read  \
+   together (a contiguous map has a page between one channel and the next) */                    \
+static void gather_##SX(T *rows, const T *map, const int64_t *st, const int64_t *nid,             \
+                        const int64_t *pos, int64_t v, int64_t c) {                                \
+    for (int64_t i0 = 0; i0 < c; i0 += BLOCK) {                                                    \
+        int64_t i1 = i0 + BLOCK < c ? i0 + BLOCK : c;                                              \
+        for (int64_t t = 0; t < v; ++t) {                                                          \
+            const T *src = map + nid[t] * st[0] + pos[t] * st[2];                                  \
+            for (int64_t i = i0; i < i1; ++i) rows[t * c + i] = src[i * st[1]];                    \
+        }                                                                                          \
+    }                                                                                              \
+}                                                                                                  \
+/* map[nid[t], :, pos[t]] = rows[t] (add: +=), in row order, so repeated positions accumulate */   \
+static void scatter_##SX(T *map, const int64_t *st, const int64_t *nid, const int64_t *pos,       \
+                         const T *rows, int64_t v, int64_t c, int add) {                           \
+    for (int64_t i0 = 0; i0 < c; i0 += BLOCK) {                                                    \
+        int64_t i1 = i0 + BLOCK < c ? i0 + BLOCK : c;                                              \
+        for (int64_t t = 0; t < v; ++t) {                                                          \
+            T *dst = map + nid[t] * st[0] + pos[t] * st[2];                                        \
+            if (add) for (int64_t i = i0; i < i1; ++i) dst[i * st[1]] += rows[t * c + i];          \
+            else for (int64_t i = i0; i < i1; ++i) dst[i * st[1]] = rows[t * c + i];               \
+        }                                                                                          \
+    }                                                                                              \
+}                                                                                                  \
+/* Everything after the search: f and its best known patch k for every hole, Dmax, the recurrence, \
+   and m written into out. Saved for backward: fh (unit f), k, m (V x C each) and per hole      \
+   sc = |f| raw, |k| raw, Dmax, e, Dad, |m_{t-1}|, a. */                                            \
+void csa_fill_forward_##SX(int64_t nseg, const int64_t *off, int64_t c, const T *x, const int64_t *xs,\
+        const int64_t *nid, const int64_t *pid, const int64_t *best, int cosine, T eps, T *out,        \
+        const int64_t *os, T *fh, T *k, T *m, T *sc) {                                              \
+    int64_t v = off[nseg];                                                                         \
+    gather_##SX(fh, x, xs, nid, pid, v, c);                                                        \
+    gather_##SX(k, x, xs, nid, best, v, c);                                                        \
+    for (int64_t s = 0; s < nseg; ++s) {                                                           \
+        for (int64_t t = off[s]; t < off[s + 1]; ++t) {                                            \
+            T *ft = fh + t * c, *kt = k + t * c, *mt = m + t * c, *st = sc + 7 * t;                \
+            T fn = sqrt(dot_##SX(ft, ft, c)), kn = sqrt(dot_##SX(kt, kt, c));                      \
+            T fc = fn < (T)TINY ? (T)TINY : fn, kc = kn < (T)TINY ? (T)TINY : kn;                  \
+            T qk = dot_##SX(ft, kt, c);            /* <f, k> */                                    \
+            _Pragma("omp simd")                                                                    \
+            for (int64_t i = 0; i < c; ++i) ft[i] /= fc;                                           \
+            T dmax = (cosine ? qk / fc : qk) / kc;                                                 \
+            T e = (dmax > 0 ? dmax : 0) + eps, p = 0, nr = (T)TINY, at = 0;                        \
+            if (t == off[s]) {                    /* m_{-1} = 0: Dad = 0, a = 0, m = k */          \
+                for (int64_t i = 0; i < c; ++i) mt[i] = kt[i];                                     \
+            } else {                                                                               \
+                const T *prev = mt - c;                                                            \
+                p = dot_##SX(prev, ft, c);                                                         \
+                nr = 1;                                                                            \
+                if (cosine) {                                                                      \
+                    nr = sqrt(dot_##SX(prev, prev, c));                                            \
+                    if (nr < (T)TINY) nr = (T)TINY;                                                \
+                    p /= nr;                                                                       \
+                }                                                                                  \
+                T d = p > 0 ? p : 0;                                                               \
+                at = d / (d + e);                                                                  \
+                _Pragma("omp simd")                                                                \
+                for (int64_t i = 0; i < c; ++i) mt[i] = kt[i] + at * (prev[i] - kt[i]);            \
+            }                                                                                      \
+            st[0] = fn; st[1] = kn; st[2] = dmax; st[3] = e; st[4] = p; st[5] = nr; st[6] = at;    \
+        }                                                                                          \
+    }                                                                                              \
+    scatter_##SX(out, os, nid, pid, m, v, c, 0);                                                   \
+}                                                                                                  \
+/* gx holds grad_out on entry; on return holes hold the gradient w.r.t. their f, and each best  \
+   known position has its g_k added. gr, gk: V x C scratch; w: c scratch. */                      \
+void csa_fill_backward_##SX(int64_t nseg, const int64_t *off, int64_t c, T *gx, const int64_t *gs,   \
+        const int64_t *nid, const int64_t *pid, const int64_t *best, int cosine, const T *fh,         \
+        const T *k, const T *m, const T *sc, T *gr, T *gkr, T *g) {                                \
+    int64_t v = off[nseg];                                                                         \
+    gather_##SX(gr, gx, gs, nid, pid, v, c);      /* grad_out at the holes, overwritten by g_f */  \
+    for (int64_t s = 0; s < nseg; ++s) {                                                           \
+        for (int64_t i = 0; i < c; ++i) g[i] = 0;                                                  \
+        for (int64_t t = off[s + 1] - 1; t >= off[s]; --t) {                                       \
+            const T *ft = fh + t * c, *kt = k + t * c, *st = sc + 7 * t;                           \
+            T *gf = gr + t * c, *gk = gkr + t * c;                                                 \
+            T fn = st[0], kn = st[1], dmax = st[2], e = st[3], dt = st[4], nr = st[5], at = st[6];  \
+            T fc = fn < (T)TINY ? (T)TINY : fn, kc = kn < (T)TINY ? (T)TINY : kn;                  \
+            int first = t == off[s];                                                               \
+            const T *prev = m + (t - 1) * c;                                                       \
+            for (int64_t i = 0; i < c; ++i) g[i] += gf[i];   /* dL/dm_t */                         \
+            T d = dt > 0 ? dt : 0, sum = d + e;                                                    \
+            T ga = 0;                                 /* dL/da_t, with dm_t/da_t = m_{t-1} - k_t */ \
+            if (!first) {                                                                          \
+                _Pragma("omp simd reduction(+:ga)")                                                \
+                for (int64_t i = 0; i < c; ++i) ga += g[i] * (prev[i] - kt[i]);                    \
+            }                                                                                      \
+            T g_e = -ga * d / (sum * sum);                                                         \
+            T coef = (dt > 0 && !first) ? ga * e / (sum * sum) : 0;   /* dL/dDad */                \
+            _Pragma("omp simd")                                                                    \
+            for (int64_t i = 0; i < c; ++i) { gk[i] = (1 - at) * g[i]; gf[i] = 0; }                \
+            if (coef != 0) {                        /* Dad = <m_{t-1}, fh> (/ |m_{t-1}|) */        \
+                if (cosine) {                                                                      \
+                    _Pragma("omp simd")                                                            \
+                    for (int64_t i = 0; i < c; ++i) {                                              \
+                        T up = prev[i] / nr;                                                       \
+                        gf[i] = coef * up;                                                         \
+                        g[i] = g[i] * at + coef * (ft[i] - dt * up) / nr;                          \
+                    }                                                                              \
+                } else {                                                                           \
+                    _Pragma("omp simd")                                                            \
+                    for (int64_t i = 0; i < c; ++i) { gf[i] = coef * prev[i]; g[i] = g[i] * at + coef * ft[i]; }\
+                }                                                                                  \
+            } else {                                                                               \
+                for (int64_t i = 0; i < c; ++i) g[i] *= at;                                        \
+            }                                                                                      \
+            T gd = dmax > 0 ? g_e : 0;                /* e = relu(Dmax) + eps */                   \
+            /* Dmax = <q, k> / |k| with q = fh (cosine) or f = |f| fh (key-only) */                \
+            T qscale = cosine ? 1 : fc;                                                            \
+            T kd = kn < (T)TINY ? 0 : dmax / kc;      /* the clamp freezes |k| below TINY */         \
+            _Pragma("omp simd")                                                                    \
+            for (int64_t i = 0; i < c; ++i) gk[i] += gd * (qscale * ft[i] - kd * kt[i]) / kc;      \
+            if (cosine) {                                                                          \
+                _Pragma("omp simd")                                                                \
+                for (int64_t i = 0; i < c; ++i) gf[i] += gd * kt[i] / kc;                          \
+            }                                                                                      \
+            /* f -> fh = f / |f|: project out fh, divide by |f| (clamped: no projection) */        \
+            T proj = fn < (T)TINY ? 0 : dot_##SX(gf, ft, c);                                       \
+            T direct = cosine ? 0 : gd / kc;          /* key-only: Dmax's own f term */            \
+            _Pragma("omp simd")                                                                    \
+            for (int64_t i = 0; i < c; ++i) gf[i] = (gf[i] - proj * ft[i]) / fc + direct * kt[i];  \
+        }                                                                                          \
+    }                                                                                              \
+    scatter_##SX(gx, gs, nid, pid, gr, v, c, 0);                                                   \
+    scatter_##SX(gx, gs, nid, best, gkr, v, c, 1);                                                 \
+}
+
+DEFINE(float, f32)
+DEFINE(double, f64)
+"""
+
+_FLAGS = ["-O3", "-std=c99", "-fPIC", "-shared", "-fopenmp-simd"]
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None | bool = None  # None: not tried yet; False: unavailable
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("GENFW_CACHE_DIR"):
+        return Path(os.environ["GENFW_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "genfw"
+
+
+def _compile() -> ctypes.CDLL | bool:
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        log.info("csa: no C compiler found; the CSA recurrence runs as torch ops (slower, same results)")
+        return False
+    digest = hashlib.sha256((_SOURCE + " ".join(_FLAGS)).encode()).hexdigest()[:16]
+    target = _cache_dir() / "kernels" / f"csa_recurrence_{digest}.so"
+    try:
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+                src = Path(tmp) / "csa_recurrence.c"
+                src.write_text(_SOURCE)
+                built = Path(tmp) / target.name
+                subprocess.run([cc, *_FLAGS, str(src), "-o", str(built), "-lm"], check=True,
+                               capture_output=True, timeout=120)
+                os.replace(built, target)  # atomic: a concurrent process sees all or nothing
+        lib = ctypes.CDLL(str(target))
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        log.warning("csa: could not build the CSA recurrence kernel (%s %s); using torch ops (slower, same results)",
+                    exc, detail.decode(errors="replace")[:200])
+        return False
+    ptr = ctypes.c_void_p
+    for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
+        getattr(lib, f"csa_fill_forward_{suffix}").argtypes = [
+            ctypes.c_int64, ptr, ctypes.c_int64, ptr, ptr, ptr, ptr, ptr, ctypes.c_int, real, ptr, ptr, ptr, ptr, ptr, ptr]
+        getattr(lib, f"csa_fill_backward_{suffix}").argtypes = [
+            ctypes.c_int64, ptr, ctypes.c_int64, ptr, ptr, ptr, ptr, ptr, ctypes.c_int, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
+    return lib
+
+
+def kernel() -> ctypes.CDLL | None:
+    """The compiled kernel, or None where it cannot be built or GENFW_CSA_KERNEL=0 turns it off."""
+    global _lib
+    if os.environ.get("GENFW_CSA_KERNEL", "1") == "0":
+        return None
+    if _lib is None:
+        with _lock:
+            if _lib is None:
+                _lib = _compile()
+    return _lib or None
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int):
+    """torch's intra-op thread count set to n (0: unchanged) for the block, then restored."""
+    before = torch.get_num_threads()
+    if n and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n and n != before:
+            torch.set_num_threads(before)
+
+
+def usable(x: torch.Tensor) -> ctypes.CDLL | None:
+    """The kernel, if it can run on x (a CPU float32/float64 tensor)."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return None
+    return kernel()
+
+
+def _p(t: torch.Tensor) -> int:
+    return t.data_ptr()
+
+
+def _strides(t: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(t.stride(), dtype=torch.int64)
+
+
+class Fill(torch.autograd.Function):
+    """The C kernel's path: x (N x C x H x W, contiguous or channels_last) with every hole replaced
+    by its generated patch. nid, pid, best: V int64 (sample, hole position, best known position of
+    each hole, sample by sample in raster order); offsets: N + 1 ints. Returns the new map and the
+    mixing weights a (V, not differentiable). Backward is the exact gradient, also in C."""
+
+    @staticmethod
+    def forward(ctx, x, nid, pid, best, offsets: list[int], cosine: bool, eps: float, threads: int = 0):
+        lib = kernel()
+        n, c, h, w = x.shape
+        if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
+            x = x.contiguous()
+        out = x.clone()  # same layout as x
+        v = offsets[-1]
+        fh, k, m = (x.new_empty(v, c) for _ in range(3))
+        sc = x.new_empty(v, 7)
+        off = torch.tensor(offsets, dtype=torch.int64)
+        sfx = "f32" if x.dtype == torch.float32 else "f64"
+        x3, o3 = x.view(n, c, h * w), out.view(n, c, h * w)
+        xs, os_ = _strides(x3), _strides(o3)
+        getattr(lib, f"csa_fill_forward_{sfx}")(len(offsets) - 1, _p(off), c, _p(x3), _p(xs), _p(nid), _p(pid),
+                                               _p(best), int(cosine), eps, _p(o3), _p(os_), _p(fh), _p(k), _p(m),
+                                               _p(sc))
+        ctx.save_for_backward(nid, pid, best, fh, k, m, sc)
+        ctx.offsets, ctx.cosine, ctx.sfx, ctx.threads = offsets, cosine, sfx, threads
+        a = sc[:, 6].clone()
+        ctx.mark_non_differentiable(a)
+        return out, a
+
+    @staticmethod
+    def backward(ctx, g_out, _g_a):
+        with intra_op_threads(ctx.threads):
+            return Fill._backward(ctx, g_out)
+
+    @staticmethod
+    def _backward(ctx, g_out):
+        nid, pid, best, fh, k, m, sc = ctx.saved_tensors
+        n, c, h, w = g_out.shape
+        gx = g_out.clone(memory_format=torch.contiguous_format)
+        g3 = gx.view(n, c, h * w)
+        gs = _strides(g3)
+        off = torch.tensor(ctx.offsets, dtype=torch.int64)
+        gr, gk, g = torch.empty_like(fh), torch.empty_like(k), fh.new_empty(c)
+        getattr(kernel(), f"csa_fill_backward_{ctx.sfx}")(len(ctx.offsets) - 1, _p(off), c, _p(g3), _p(gs), _p(nid),
+                                                         _p(pid), _p(best), int(ctx.cosine), _p(fh), _p(k), _p(m),
+                                                         _p(sc), _p(gr), _p(gk), _p(g))
+        return gx, None, None, None, None, None, None, None
+
+
+# --- torch-op fallback: the same arithmetic, vectorised across samples (padded, time-major) ------
+
+def _padded(rows: torch.Tensor, offsets: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """V x ... compact rows -> L x N x ... time-major (zeros past each sample's end), and the
+    (t, n) positions of the real rows."""
+    lens = [b - a for a, b in zip(offsets[:-1], offsets[1:])]
+    steps, n = max(lens), len(lens)
+    t_idx = torch.cat([torch.arange(ln) for ln in lens]).to(rows.device)
+    n_idx = torch.cat([torch.full((ln,), i, dtype=torch.long) for i, ln in enumerate(lens)]).to(rows.device)
+    out = rows.new_zeros((steps, n) + tuple(rows.shape[1:]))
+    out[t_idx, n_idx] = rows
+    return out, (t_idx, n_idx)
+
+
+def _torch_forward(fh, k, e, offsets: list[int], cosine: bool):
+    fh_p, at_ = _padded(fh, offsets)
+    k_p, _ = _padded(k, offsets)
+    e_p, _ = _padded(e, offsets)
+    e_p = torch.where(e_p > 0, e_p, torch.ones_like(e_p))  # padded steps: any positive e
+    steps, n, c = k_p.shape
+    out = torch.empty_like(k_p)
+    dads, norms = [], []
+    m = k_p.new_zeros(n, c)
+    for t, (fh_t, k_t, e_t, out_t) in enumerate(zip(fh_p.unbind(0), k_p.unbind(0), e_p.unbind(0), out.unbind(0))):
+        p = torch.linalg.vecdot(m, fh_t)
+        nr = torch.linalg.vector_norm(m, dim=-1).clamp_min_(TINY) if cosine else torch.ones_like(p)
+        if cosine:
+            p = p / nr
+        dads.append(p)
+        norms.append(nr)
+        d = p.clamp_min(0)
+        m = torch.lerp(k_t, m, (d / (d + e_t)).unsqueeze_(-1), out=out_t)
+    dad, nrm = torch.stack(dads)[at_], torch.stack(norms)[at_]
+    d = dad.clamp_min(0)
+    return out[at_], dad, nrm, d / (d + e)
+
+
+def _torch_backward(go, fh, k, e, out, dad, nrm, a, offsets: list[int], cosine: bool):
+    first = torch.zeros(len(a), dtype=torch.bool, device=a.device)
+    first[torch.tensor(offsets[:-1], device=a.device)] = True
+    prev = torch.cat([out.new_zeros(1, out.shape[1]), out[:-1]], 0)
+    prev[first] = 0  # m_{-1} = 0 at each sample's first hole
+    s = dad.clamp_min(0) + e
+    coef = torch.where((dad > 0) & ~first, e / (s * s), torch.zeros_like(e)).unsqueeze(-1)
+    if cosine:
+        unit_prev = prev / nrm.unsqueeze(-1)
+        u = (fh - dad.unsqueeze(-1) * unit_prev) / nrm.unsqueeze(-1)
+    else:
+        unit_prev, u = prev, fh
+    uc_p, at_ = _padded(u * coef, offsets)
+    w_p, _ = _padded(prev - k, offsets)
+    go_p, _ = _padded(go, offsets)
+    a_p, _ = _padded(a.unsqueeze(-1), offsets)  # padded steps: a = 0, go = 0, so g stays 0 there
+    g_all = torch.empty_like(go_p)
+    gas = []
+    g = go_p.new_zeros(go_p.shape[1:])
+    for go_t, gall_t, w_t, uc_t, a_t in zip(go_p.unbind(0)[::-1], g_all.unbind(0)[::-1], w_p.unbind(0)[::-1],
+                                            uc_p.unbind(0)[::-1], a_p.unbind(0)[::-1]):
+        gt = torch.add(go_t, g, out=gall_t)
+        ga_t = torch.linalg.vecdot(gt, w_t).unsqueeze_(-1)
+        gas.append(ga_t)
+        g = torch.addcmul(gt * a_t, ga_t, uc_t)
+    ga = torch.stack(gas[::-1])[at_]  # V x 1
+    g_all = g_all[at_]
+    g_fh = ga * coef * unit_prev
+    g_k = (1 - a).unsqueeze(-1) * g_all
+    g_e = -ga.squeeze(-1) * dad.clamp_min(0) / (s * s)
+    return g_fh, g_k, g_e
+
+
+class Generate(torch.autograd.Function):
+    """The torch-op path of the recurrence with its exact backward (where the kernel is unavailable).
+    fh, k: V x C; e: V (> 0); offsets: N + 1 ints. Returns M (V x C) and the mixing weights a
+    (V, not differentiable)."""
+
+    @staticmethod
+    def forward(ctx, fh, k, e, offsets: list[int], cosine: bool):
+        out, dad, nrm, a = _torch_forward(fh, k, e, offsets, cosine)
+        ctx.save_for_backward(fh, k, e, out, dad, nrm, a)
+        ctx.offsets, ctx.cosine = offsets, cosine
+        ctx.mark_non_differentiable(a)
+        return out, a
+
+    @staticmethod
+    def backward(ctx, g_out, _g_a):
+        fh, k, e, out, dad, nrm, a = ctx.saved_tensors
+        g_fh, g_k, g_e = _torch_backward(g_out.contiguous(), fh, k, e, out, dad, nrm, a, ctx.offsets, ctx.cosine)
+        return g_fh, g_k, g_e, None, None
