@@ -6,6 +6,8 @@ Layout of ``OUT/checkpoints/<step:08d>/``:
   optimizers.json         the rest of those states; tensors appear as {"__tensor__": key}
   algorithm.safetensors   Algorithm.extra_tensors()
   state.json              step, images, RNG states, data position, extra_state, config, versions
+  ranks.json              (several processes) every rank's RNG states, data position, extra_state
+  ranks.safetensors       (several processes) every rank's extra_tensors, as "rank<r>/<key>"
 ``OUT/checkpoints/latest`` holds the name of the newest complete checkpoint directory.
 """
 from __future__ import annotations
@@ -146,8 +148,12 @@ def network_tensors(algo) -> dict[str, torch.Tensor]:
 def save_checkpoint(ckpt_root: str | Path, algo, *, step: int, images: int, data_position: int,
                     config: Mapping[str, Any], context: Mapping[str, Any] | None = None,
                     scaler: torch.amp.GradScaler | None = None, generators: Mapping[str, torch.Generator] | None = None,
-                    keep_last: int = 0, extra: Mapping[str, Any] | None = None) -> Path:
-    """Write checkpoint `step` under `ckpt_root`, point `latest` at it, prune to `keep_last`."""
+                    keep_last: int = 0, extra: Mapping[str, Any] | None = None,
+                    rank_states: list[Mapping[str, Any]] | None = None) -> Path:
+    """Write checkpoint `step` under `ckpt_root`, point `latest` at it, prune to `keep_last`.
+
+    `rank_states` (one per process, see `write_rank_states`) go into the same directory, so they
+    are renamed into place with everything else."""
     root = Path(ckpt_root)
     root.mkdir(parents=True, exist_ok=True)
     name = f"{step:08d}"
@@ -184,6 +190,8 @@ def save_checkpoint(ckpt_root: str | Path, algo, *, step: int, images: int, data
             raise TypeError(f"{type(algo).__name__}.extra_state() holds tensors ({', '.join(stray)}); "
                             "return them from extra_tensors() instead")
         _write_json(tmp / "state.json", state)
+        if rank_states:
+            write_rank_states(tmp, rank_states)
         for f in tmp.iterdir():
             with open(f, "rb+") as fh:
                 os.fsync(fh.fileno())
@@ -198,6 +206,53 @@ def save_checkpoint(ckpt_root: str | Path, algo, *, step: int, images: int, data
     if keep_last > 0:
         prune(root, keep_last)
     return final
+
+
+RANKS_JSON, RANKS_TENSORS = "ranks.json", "ranks.safetensors"
+
+
+def write_rank_states(directory: Path, rank_states: list[Mapping[str, Any]]) -> None:
+    """Per-process state: each entry is {"rank", "rng", "data_position", "algorithm" (JSON),
+    "tensors" (name -> tensor)}; tensors go to ranks.safetensors as "rank<r>/<name>"."""
+    entries, tensors = [], {}
+    for st in rank_states:
+        r = int(st["rank"])
+        for k, v in dict(st.get("tensors") or {}).items():
+            tensors[f"rank{r}/{k}"] = v
+        stray: dict[str, torch.Tensor] = {}
+        entry = split_state({k: v for k, v in st.items() if k != "tensors"}, f"rank{r}", stray)
+        if stray:
+            raise TypeError(f"rank {r} state holds tensors outside 'tensors' ({', '.join(stray)})")
+        entries.append(entry)
+    _save_tensors(tensors, directory / RANKS_TENSORS)
+    _write_json(directory / RANKS_JSON, {"world_size": len(entries), "ranks": entries})
+
+
+def read_rank_state(ckpt: str | Path, rank: int) -> dict | None:
+    """Rank `rank`'s saved state with its tensors, or None when the checkpoint has no entry for it
+    (written by one process, by fewer processes, or before per-rank state existed)."""
+    from safetensors import safe_open
+
+    ckpt = Path(ckpt)
+    path = ckpt / RANKS_JSON
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        entry = next((e for e in data["ranks"] if int(e["rank"]) == int(rank)), None)
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise GenfwError(f"cannot read per-rank state {path}: {exc}") from None
+    if entry is None:
+        return None
+    prefix = f"rank{int(rank)}/"
+    tensors = {}
+    tpath = ckpt / RANKS_TENSORS
+    if tpath.is_file():
+        with safe_open(str(tpath), framework="pt") as fh:
+            for key in fh.keys():
+                if key.startswith(prefix):
+                    tensors[key[len(prefix):]] = fh.get_tensor(key)
+    return {**entry, "tensors": tensors}
 
 
 def _point_latest(root: Path, name: str) -> None:

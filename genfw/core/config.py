@@ -97,6 +97,7 @@ class TrainConfig:
     tensorboard: bool = False                                          # also write TensorBoard events
     sample_count: int = field(default=16, validator=v.gt(0))         # images per sample grid
     deterministic: bool = False                                        # torch deterministic algorithms
+    sync_batchnorm: bool = False                                       # BatchNorm statistics over all processes' batches
 
 
 @define(kw_only=True)
