@@ -149,7 +149,3 @@ def test_sync_batchnorm_option_defaults_off_and_converts(registry, run_cfg, caps
     assert syncs and not bns  # the toy DCGAN's BatchNorm layers were all converted
     assert "one process" in capsys.readouterr().err  # said, not silently ignored
 
-
-def test_sync_batchnorm_option_is_validated(run_cfg):
-    with pytest.raises(GenfwError):
-        run_cfg(steps=1, sync_batchnorm="sometimes")
