@@ -250,6 +250,25 @@ def after_step(nets: Iterable[nn.Module]) -> None:
 
 
 # --- SyncBatchNorm ------------------------------------------------------------------------------------
+class _SumOverRanks(torch.autograd.Function):
+    """all_reduce(SUM) with its gradient: the gradient of a sum over ranks is the sum over ranks of
+    the gradients (torch.distributed.nn.functional.all_reduce, which is deprecated, did the same)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return _SumOverRanks.apply(grad)
+
+
+def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    return _SumOverRanks.apply(tensor)
+
+
 class SyncBatchNorm(_BatchNorm):
     """BatchNorm whose training statistics are those of the global batch (all ranks).
 
@@ -257,7 +276,7 @@ class SyncBatchNorm(_BatchNorm):
     then the sum of squared deviations from it gives the global (biased) variance, exactly what one
     process would compute over the concatenated batch. Their backward all-reduces the gradients of
     those statistics, so each rank's input gradient includes the other ranks' losses, as with
-    torch's SyncBatchNorm under DDP. Written on torch.distributed's autograd-aware all_reduce rather
+    torch's SyncBatchNorm under DDP. Written on torch.distributed's all_reduce (with its gradient) rather
     than torch's SyncBatchNorm because that one runs only on GPUs, and our tests and CPU users run
     gloo. Evaluation mode, and a single process, is plain BatchNorm.
     """
@@ -271,18 +290,16 @@ class SyncBatchNorm(_BatchNorm):
         if not (self.training and dist.is_available() and dist.is_initialized()
                 and dist.get_world_size() > 1):
             return super().forward(input)
-        from torch.distributed.nn.functional import all_reduce
-
         dims = [0, *range(2, input.dim())]
         shape = [1, -1] + [1] * (input.dim() - 2)
         x = input.float()
         count = x.new_tensor([x.numel() // x.shape[1]], dtype=torch.float64)
         # per-channel sums are tiny: float64 on the wire keeps counts and sums exact enough
-        total = all_reduce(torch.cat([x.sum(dims).double(), count]))
+        total = sum_over_ranks(torch.cat([x.sum(dims).double(), count]))
         n = total[-1]  # >= world size >= 2, so the unbiased variance below is defined
         mean = (total[:-1] / n).float()
         centred = x - mean.view(shape)
-        var = (all_reduce((centred * centred).sum(dims).double()) / n).float()
+        var = (sum_over_ranks((centred * centred).sum(dims).double()) / n).float()
         y = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
