@@ -152,7 +152,7 @@ def save_checkpoint(ckpt_root: str | Path, algo, *, step: int, images: int, data
                     rank_states: list[Mapping[str, Any]] | None = None) -> Path:
     """Write checkpoint `step` under `ckpt_root`, point `latest` at it, prune to `keep_last`.
 
-    `rank_states` (one per process, see `write_rank_states`) go into the same directory, so they
+    `rank_states` (one per process, see `rank_state_files`) go into the same directory, so they
     are renamed into place with everything else."""
     root = Path(ckpt_root)
     root.mkdir(parents=True, exist_ok=True)
@@ -190,8 +190,8 @@ def save_checkpoint(ckpt_root: str | Path, algo, *, step: int, images: int, data
             raise TypeError(f"{type(algo).__name__}.extra_state() holds tensors ({', '.join(stray)}); "
                             "return them from extra_tensors() instead")
         _write_json(tmp / "state.json", state)
-        if rank_states:
-            write_rank_states(tmp, rank_states)
+        for fname, data in (rank_state_files(rank_states) if rank_states else {}).items():
+            (tmp / fname).write_bytes(data)
         for f in tmp.iterdir():
             with open(f, "rb+") as fh:
                 os.fsync(fh.fileno())
@@ -211,21 +211,24 @@ def save_checkpoint(ckpt_root: str | Path, algo, *, step: int, images: int, data
 RANKS_JSON, RANKS_TENSORS = "ranks.json", "ranks.safetensors"
 
 
-def write_rank_states(directory: Path, rank_states: list[Mapping[str, Any]]) -> None:
-    """Per-process state: each entry is {"rank", "rng", "data_position", "algorithm" (JSON),
-    "tensors" (name -> tensor)}; tensors go to ranks.safetensors as "rank<r>/<name>"."""
+def rank_state_files(rank_states: list[Mapping[str, Any]]) -> dict[str, bytes]:
+    """Per-process state as the bytes of ranks.json and ranks.safetensors. Each entry is {"rank",
+    "rng", "data_position", "algorithm" (JSON), "tensors" (name -> tensor)}; the tensors are stored
+    as "rank<r>/<name>"."""
+    from safetensors.torch import save as tensor_bytes
+
     entries, tensors = [], {}
     for st in rank_states:
         r = int(st["rank"])
         for k, v in dict(st.get("tensors") or {}).items():
-            tensors[f"rank{r}/{k}"] = v
+            tensors[f"rank{r}/{k}"] = v.detach().cpu().contiguous().clone()
         stray: dict[str, torch.Tensor] = {}
         entry = split_state({k: v for k, v in st.items() if k != "tensors"}, f"rank{r}", stray)
         if stray:
             raise TypeError(f"rank {r} state holds tensors outside 'tensors' ({', '.join(stray)})")
         entries.append(entry)
-    _save_tensors(tensors, directory / RANKS_TENSORS)
-    _write_json(directory / RANKS_JSON, {"world_size": len(entries), "ranks": entries})
+    return {RANKS_TENSORS: tensor_bytes(tensors),
+            RANKS_JSON: json.dumps({"world_size": len(entries), "ranks": entries}, indent=1).encode("utf-8")}
 
 
 def read_rank_state(ckpt: str | Path, rank: int) -> dict | None:

@@ -417,10 +417,7 @@ class Trainer:
                     if self.step % t.log_every == 0 or self.step == t.steps:
                         mean = {k: v / acc_n for k, v in acc.items()}
                         if d.enabled:
-                            keys = sorted(mean)
-                            vals = torch.tensor([mean[k] for k in keys], dtype=torch.float64)
-                            torch.distributed.all_reduce(vals)
-                            mean = dict(zip(keys, (vals / d.world_size).tolist()))
+                            mean = ddp.mean_over_ranks(mean)
                         acc, acc_n = {}, 0
                         now = time.time()
                         rate = seg_images / max(now - seg_start, 1e-9)
