@@ -10,6 +10,12 @@ gradients of exactly the networks that phase updates (``run_step(..., grad_sync=
 optimizer steps. Buffers (BatchNorm statistics) are re-broadcast from rank 0 after every step, as
 DDP does with ``broadcast_buffers``. Every rank then applies the same averaged update and the
 replicas stay identical.
+
+Also here: the data stream every world size shares (``GlobalOrder``: a resume on another number of
+processes continues from one integer), the collectives the trainer needs to decide together
+(``any_rank``, ``from_main``, ``gather_to_main`` for the per-rank checkpoint state), and
+``SyncBatchNorm``, which runs on gloo as well as nccl. Only torch.distributed: torchrun (or
+anything that sets its environment variables) starts the processes.
 """
 from __future__ import annotations
 
