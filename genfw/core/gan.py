@@ -14,6 +14,7 @@ from torch import nn
 
 from genfw.core.algorithm import Algorithm, Context, Phase
 from genfw.core.nn import to_signed, to_unit
+from genfw.core.roles import Slot, build_slot, probe_discriminator, probe_latent_generator
 
 
 def _size_ok(inst, attribute, value):
@@ -44,6 +45,9 @@ class DCGANGeneratorConfig:
 
 class DCGANGenerator(nn.Module):
     """z -> image in [-1, 1]: linear to 4x4, (ConvT 4x4 s2 + BN + ReLU) per doubling, conv3x3 + tanh."""
+
+    roles = ("latent-generator",)
+    output_range = "signed"
 
     def __init__(self, cfg: DCGANGeneratorConfig | None = None) -> None:
         super().__init__()
@@ -77,6 +81,9 @@ class DCGANDiscriminatorConfig:
 class DCGANDiscriminator(nn.Module):
     """Image in [-1, 1] -> one logit per image: (conv 4x4 s2 [+ BN] + LReLU 0.2) to 4x4, conv 4x4."""
 
+    output = "logits"
+    conditioning = frozenset()
+
     def __init__(self, cfg: DCGANDiscriminatorConfig | None = None) -> None:
         super().__init__()
         cfg = cfg or DCGANDiscriminatorConfig()
@@ -94,6 +101,40 @@ class DCGANDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(self.from_image(x))).flatten(1)
+
+
+@define(kw_only=True)
+class DCGANEncoderConfig:
+    image_size: int = field(default=64, validator=_size_ok)
+    in_channels: int = field(default=3, validator=v.gt(0))
+    z_dim: int = field(default=128, validator=v.gt(0))
+    base_channels: int = field(default=64, validator=v.gt(0))
+    max_channels: int = field(default=512, validator=v.gt(0))
+
+
+class DCGANEncoder(nn.Module):
+    """Image in [0, 1] -> (mu, logvar): the DCGAN discriminator's conv body, a linear head of 2 z_dim.
+
+    A plain encoder to pair with any latent generator under a VAE-style algorithm (e.g. the
+    introspective loss of `introvae.algorithm` with the DCGAN generator as decoder)."""
+
+    def __init__(self, cfg: DCGANEncoderConfig | None = None) -> None:
+        super().__init__()
+        cfg = cfg or DCGANEncoderConfig()
+        self.image_size, self.in_channels, self.z_dim = cfg.image_size, cfg.in_channels, cfg.z_dim
+        widths = _widths(cfg.image_size, cfg.base_channels, cfg.max_channels)[::-1]
+        layers: list[nn.Module] = [nn.Conv2d(cfg.in_channels, widths[0][1], 3, 1, 1), nn.LeakyReLU(0.2, True)]
+        for i, ((_, cin), (_, cout)) in enumerate(zip(widths, widths[1:])):
+            layers += [nn.Conv2d(cin, cout, 4, 2, 1, bias=i == 0)]
+            if i > 0:
+                layers.append(nn.BatchNorm2d(cout))
+            layers.append(nn.LeakyReLU(0.2, True))
+        self.body = nn.Sequential(*layers)
+        self.fc = nn.Linear(widths[-1][1] * 16, 2 * cfg.z_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.fc(self.body(x).flatten(1)).chunk(2, dim=1)
+        return mu, logvar
 
 
 # --- algorithm -----------------------------------------------------------------------------------
@@ -119,6 +160,10 @@ class GANConfig:
 class GANAlgorithm(Algorithm):
     """Non-conditional GAN: fake = G(z) once per step; phase D on (real, fake.detach()), then G."""
 
+    slots = (Slot("generator", "latent-generator", "G(z) -> images in image_range; may take latent_transform"),
+             Slot("discriminator", "image-discriminator", "D(image) -> scores the loss expects; no conditioning"),
+             Slot("loss", "gan-loss", "adversarial loss on D's scores"))
+
     def __init__(self, cfg: GANConfig | None = None) -> None:
         super().__init__(cfg or GANConfig())
         self.loss_fn: Any = None
@@ -130,16 +175,33 @@ class GANAlgorithm(Algorithm):
         c = ctx.channels
         return {"image_size": ctx.image_size, "channels": c, "in_channels": c, "out_channels": c}
 
+    def slot_spec(self, ctx: Context, key: str) -> dict:
+        """The config table of slot `key` as it will be built (subclasses fill data-decided fields)."""
+        return getattr(self.cfg, key)
+
     def build_generator(self, ctx: Context) -> nn.Module:
-        return ctx.registry.build(self.cfg.generator, kind="generator", defaults=self.network_defaults(ctx),
-                                  path="algorithm.generator")
+        return build_slot(ctx.registry, self.slot_spec(ctx, "generator"), role="latent-generator",
+                          path="algorithm.generator", hints=self.network_defaults(ctx),
+                          need={"output_range": self.cfg.image_range},
+                          fix={"output_range": "set algorithm.image_range to the generator's range, or wrap "
+                                               'it: {type = "core.range", to = "%s", generator = {...}}'
+                                               % self.cfg.image_range},
+                          probe=probe_latent_generator(ctx.channels, ctx.image_size))
 
     def build_discriminator(self, ctx: Context) -> nn.Module:
-        return ctx.registry.build(self.cfg.discriminator, kind="discriminator",
-                                  defaults=self.network_defaults(ctx), path="algorithm.discriminator")
+        expects = getattr(self.loss_fn, "expects", None)
+        return build_slot(ctx.registry, self.slot_spec(ctx, "discriminator"), role="image-discriminator",
+                          path="algorithm.discriminator", hints=self.network_defaults(ctx),
+                          need={"output": expects},
+                          fix={"output": ("the loss takes probabilities: set algorithm.loss.from_probabilities "
+                                          '= false, or wrap D: {type = "core.probabilities", discriminator = {...}}')
+                               if expects == "logits" else
+                               ('set algorithm.loss.from_probabilities = true (core.bce), or wrap D: '
+                                '{type = "core.probabilities", discriminator = {...}}')},
+                          probe=probe_discriminator(ctx.channels, ctx.image_size))
 
     def build_networks(self, ctx: Context) -> dict[str, nn.Module]:
-        self.loss_fn = ctx.registry.build(self.cfg.loss, kind="loss", path="algorithm.loss")
+        self.loss_fn = build_slot(ctx.registry, self.cfg.loss, role="gan-loss", path="algorithm.loss")
         return {"G": self.build_generator(ctx), "D": self.build_discriminator(ctx)}
 
     def make_optimizer(self, params, lr: float) -> torch.optim.Optimizer:
@@ -224,4 +286,12 @@ def register(registry) -> None:
     registry.register("discriminator", "dcgan-discriminator", DCGANDiscriminator,
                       config=DCGANDiscriminatorConfig, example=_disc_example,
                       tiny={"image_size": 8, "base_channels": 4, "max_channels": 8})
-    registry.register("algorithm", "gan", GANAlgorithm, config=GANConfig)
+    registry.register("encoder", "dcgan-encoder", DCGANEncoder, config=DCGANEncoderConfig,
+                      help="DCGAN-style conv encoder: image in [0, 1] -> (mu, logvar)",
+                      example=lambda m: (torch.rand(2, m.in_channels, m.image_size, m.image_size),),
+                      tiny={"image_size": 8, "z_dim": 8, "base_channels": 4, "max_channels": 8})
+    registry.register("algorithm", "gan", GANAlgorithm, config=GANConfig,
+                      tiny={"generator": {"type": "core.dcgan-generator", "latent_dim": 8, "base_channels": 4,
+                                          "max_channels": 8},
+                            "discriminator": {"type": "core.dcgan-discriminator", "base_channels": 4,
+                                              "max_channels": 8}})

@@ -17,6 +17,7 @@ class GANLoss(torch.nn.Module, abc.ABC):
     """Interface: `d` is the discriminator's loss, `g` the generator's, on raw D outputs."""
 
     relativistic = False
+    expects = "logits"  # what D must output for this loss (genfw.core.roles): raw scores
 
     @abc.abstractmethod
     def d(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -33,6 +34,7 @@ class BCELoss(GANLoss):
     def __init__(self, cfg=None, from_probabilities: bool = False) -> None:
         super().__init__()
         self.from_probabilities = cfg.from_probabilities if cfg is not None else from_probabilities
+        self.expects = "probabilities" if self.from_probabilities else "logits"
 
     def _bce(self, x: torch.Tensor, target: float) -> torch.Tensor:
         t = torch.full_like(x, target)

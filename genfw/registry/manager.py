@@ -51,11 +51,24 @@ class Registrar:
 
     def register(self, kind: str, name: str, factory: Callable[..., Any], *, config: type | None = None,
                  help: str = "", example: Callable[[Any], Any] | None = None,
-                 tiny: Mapping[str, Any] | None = None) -> Entry:
-        """Register `factory` as `<plugin>.<name>`; it is called as factory(config_instance)."""
+                 tiny: Mapping[str, Any] | None = None, roles: tuple[str, ...] | None = None,
+                 traits: Mapping[str, Any] | None = None, slots: tuple = ()) -> Entry:
+        """Register `factory` as `<plugin>.<name>`; it is called as factory(config_instance).
+
+        `roles`: what it provides (genfw.core.roles.ROLES); derived from the kind and the class's
+        `roles` attribute when omitted. `traits`: static traits shown in listings. `slots`: the
+        nested component tables it builds (Slot declarations; else the factory's `slots`)."""
+        from genfw.core.roles import ROLES, derive_roles
+
+        roles = tuple(roles) if roles is not None else derive_roles(kind, factory)
+        unknown = [r for r in roles if r not in ROLES]
+        if unknown:
+            raise ValueError(f"{self._qualify(name)}: unknown role(s) {unknown}; known: {', '.join(ROLES)}")
         return self._registry.add(Entry(kind=kind, name=self._qualify(name), factory=factory,
                                         plugin=self.plugin, config=config, help=help or _doc(factory),
-                                        example=example, tiny=dict(tiny or {})))
+                                        example=example, tiny=dict(tiny or {}), roles=roles,
+                                        traits=dict(traits or {}),
+                                        slots=tuple(slots or getattr(factory, "slots", ()) or ())))
 
     def preset(self, name: str, value: Mapping[str, Any], help: str = "") -> Entry:
         """Register a complete run configuration (a nested mapping, as in a TOML run file)."""

@@ -42,6 +42,9 @@ class Entry:
     example: Callable[[Any], Any] | None = None  # module -> tiny forward inputs (contract tests)
     tiny: Mapping[str, Any] = attrs.field(factory=dict)  # config overrides for contract tests
     value: Any = None  # presets: the run-config mapping
+    roles: tuple = ()  # roles it provides (genfw.core.roles); derived from kind/class when not given
+    traits: Mapping[str, Any] = attrs.field(factory=dict)  # static traits (output range, ...) for listings
+    slots: tuple = ()  # genfw.core.roles.Slot declarations of an algorithm or network
 
     @property
     def short(self) -> str:

@@ -17,6 +17,7 @@ from attrs import define, field, validators as v
 
 from genfw import Algorithm, ConfigError, GenfwError, Phase
 from genfw.core.nn import to_signed, to_unit
+from genfw.core.roles import Slot, build_slot
 from genfw.plugins.csa.discriminators import _vgg, vgg_output
 from genfw.plugins.csa.losses import consistency_loss, reconstruction_loss
 
@@ -55,18 +56,28 @@ class LinearDecay:
         return max(0.0, 1.0 - (step - self.start) / (self.total - self.start))
 
 
-def _build_for_data(registry, spec: dict, kind: str, data: dict, path: str):
-    """Build a sub-network whose size and channels must follow the data, whatever the resolved
-    config says (a saved config has every default filled in, so `defaults=` alone would not win)."""
-    entry = registry.get(str(spec.get("type", "")), kind)
-    fields = attrs.fields_dict(entry.config) if entry.config is not None else {}
-    return registry.build({**spec, **{k: v for k, v in data.items() if k in fields}}, kind=kind, path=path)
+def _build_for_data(registry, spec: dict, role: str, data: dict, path: str, need: dict | None = None):
+    """Build slot `path` (role `role`) whose size and channels must follow the data, whatever the
+    resolved config says (a saved config has every default filled in, so `defaults=` alone would not win)."""
+    try:
+        entry = registry.get(str(spec.get("type", "")))
+    except GenfwError:
+        entry = None  # build_slot says what is wrong
+    fields = attrs.fields_dict(entry.config) if entry is not None and entry.config is not None else {}
+    return build_slot(registry, {**spec, **{k: v for k, v in data.items() if k in fields}}, role=role,
+                      path=path, need=need)
 
 
 class CSAAlgorithm(Algorithm):
     """Coherent semantic attention inpainting (Liu et al., ICCV 2019)."""
 
     G_NETS = ("rough", "refine")
+    slots = (Slot("rough", "masked-generator", "G(image, mask) -> coarse image in [-1, 1]"),
+             Slot("refine", "masked-generator", "G([merged, input], mask) -> refined image; csa.refine has "
+                                                "the attention slot"),
+             Slot("patch_discriminator", "image-discriminator", "D(image) -> scores, no conditioning"),
+             Slot("feature_discriminator", "image-discriminator", "D(image) -> scores (VGG features inside)"),
+             Slot("gan_loss", "gan-loss", "relativistic average LSGAN in the paper"))
 
     def build_networks(self, ctx) -> dict:
         cfg = self.cfg
@@ -74,21 +85,22 @@ class CSAAlgorithm(Algorithm):
             raise ConfigError('csa.algorithm inpaints holes: add a [mask] table (e.g. type = "core.center")')
         img = {"image_size": ctx.image_size, "channels": ctx.channels}
         reg = ctx.registry
+        self.gan = build_slot(reg, cfg.gan_loss, role="gan-loss", path="algorithm.gan_loss")
+        scores = {"output": getattr(self.gan, "expects", None)}
         nets = {
-            "rough": _build_for_data(reg, cfg.rough, "generator", img, "algorithm.rough"),
-            "refine": _build_for_data(reg, cfg.refine, "generator", img, "algorithm.refine"),
-            "patch_d": _build_for_data(reg, cfg.patch_discriminator, "discriminator", {"channels": ctx.channels},
-                                       "algorithm.patch_discriminator"),
+            "rough": _build_for_data(reg, cfg.rough, "masked-generator", img, "algorithm.rough"),
+            "refine": _build_for_data(reg, cfg.refine, "masked-generator", img, "algorithm.refine"),
+            "patch_d": _build_for_data(reg, cfg.patch_discriminator, "image-discriminator", {"channels": ctx.channels},
+                                       "algorithm.patch_discriminator", scores),
         }
-        self.gan = reg.build(cfg.gan_loss, kind="loss", path="algorithm.gan_loss")
         needs_vgg = cfg.use_feature_discriminator or cfg.lambda_consistency > 0
         if needs_vgg and ctx.channels != 3:
             raise ConfigError("the consistency loss and feature discriminator use VGG-16 on RGB images; "
                               "set algorithm.lambda_consistency = 0 and use_feature_discriminator = false")
         if cfg.use_feature_discriminator:
-            nets["feature_d"] = reg.build(
-                cfg.feature_discriminator, kind="discriminator", path="algorithm.feature_discriminator",
-                defaults={"weights": cfg.vgg_weights, "allow_random_weights": ctx.allow_random_weights})
+            nets["feature_d"] = build_slot(
+                reg, cfg.feature_discriminator, role="image-discriminator", path="algorithm.feature_discriminator",
+                hints={"weights": cfg.vgg_weights, "allow_random_weights": ctx.allow_random_weights}, need=scores)
         self.vgg = None
         if cfg.lambda_consistency > 0:
             width = getattr(nets["refine"], "consistency_width", None)
@@ -202,7 +214,10 @@ class CSAAlgorithm(Algorithm):
         pred = to_unit(refined).clamp(0, 1)
         out = {"output": torch.where(hole > 0.5, pred, images), "coarse": to_unit(coarse).clamp(0, 1)}
         if attention_at is not None:
-            att = extras["attention"]
+            att = extras.get("attention")
+            if att is None:
+                raise GenfwError("this model's attention layer returns no attention map (refine.attention); "
+                                 "--attention-at needs one such as csa.layer")
             fh, fw = extras["mask"].shape[-2:]
             h, w = images.shape[-2:]
             px, py = attention_at

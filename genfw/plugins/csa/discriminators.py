@@ -21,6 +21,9 @@ class PatchConfig:
 class PatchDiscriminator(nn.Module):
     """pix2pix PatchGAN: 4x4 convs, InstanceNorm, LeakyReLU 0.2, one score per 70x70 patch."""
 
+    output = "logits"
+    conditioning = frozenset()
+
     def __init__(self, cfg: PatchConfig) -> None:
         super().__init__()
         ch = cfg.base_channels
@@ -86,6 +89,9 @@ class FeatureDiscriminator(nn.Module):
     The VGG is kept out of this module's parameters so the engine never toggles, trains or
     checkpoints it; gradient still flows through it to the image being judged.
     """
+
+    output = "logits"
+    conditioning = frozenset()
 
     def __init__(self, cfg: FeatureConfig) -> None:
         super().__init__()

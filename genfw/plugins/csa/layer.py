@@ -165,13 +165,15 @@ def coherent_attention(x: torch.Tensor, mask: torch.Tensor, similarity: str = "c
 class CSALayer(nn.Module):
     """Coherent semantic attention: fills hole features from known ones, coherently in raster order."""
 
+    roles = ("feature-attention",)
+
     def __init__(self, cfg: CSAConfig | None = None, **overrides) -> None:
         super().__init__()
         cfg = attrs.evolve(cfg if cfg is not None else CSAConfig(), **overrides)
         self.similarity = cfg.similarity
         self.eps = cfg.eps
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, return_attention: bool = False):
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, return_attention: bool = False, **context):
         # the recurrence accumulates: keep it in fp32 even under bf16/fp16 autocast
         with torch.autocast(device_type=x.device.type, enabled=False):
             dtype = x.dtype if x.dtype == torch.float64 else torch.float32

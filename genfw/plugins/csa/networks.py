@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from attrs import define, field, validators as v
 from torch import nn
 
-from genfw.plugins.csa.layer import SIMILARITIES, CSALayer
+from genfw.core.roles import Slot, build_slot, sub_path
+from genfw.plugins.csa.layer import SIMILARITIES
 
 
 def _levels(image_size: int, depth: int, reserve: int) -> int:
@@ -105,7 +106,10 @@ class RefineConfig:
     max_channels: int = field(default=512, validator=v.ge(1))
     depth: int = field(default=0, validator=v.ge(0))           # encoder halvings; 0: down to 4x4
     csa_level: int = field(default=3, validator=v.ge(1))       # halvings before the CSA layer (3: 32x32 at 256 px)
-    similarity: str = field(default="cosine", validator=v.in_(SIMILARITIES))
+    similarity: str = field(default="cosine", validator=v.in_(SIMILARITIES))  # csa.layer's, when it is the attention
+    # the feature attention layer at csa_level: any feature-attention component (csa.layer, foam.filter,
+    # core.identity-attention, ...); it gets the level's width as a `channels` hint
+    attention: dict = field(factory=lambda: {"type": "csa.layer"})
     mask_threshold: float = field(default=5 / 16, validator=[v.gt(0.0), v.lt(1.0)])
     consistency_channels: int = field(default=512, validator=v.ge(0))  # VGG relu4_3 width; 0: no projection
 
@@ -117,10 +121,16 @@ def _norm_act(ch: int, act: nn.Module) -> list[nn.Module]:
 class RefineNet(nn.Module):
     """Encoder (3x3 conv widening, 4x4 dilated stride-2 conv), CSA at `csa_level`, mirrored decoder.
 
+    The CSA layer sits in the `attention` slot: any feature attention layer
+    ``layer(features, mask, **context) -> features`` fits (the hole mask is given at its level).
+
     ``forward(x, mask, return_features=True)`` also returns the CSA output and the decoder feature
     mirroring it (both projected to `consistency_channels` by a shared 1x1 conv when widths differ),
     plus the mask at that level, for the consistency loss.
     """
+
+    roles = ("masked-generator",)
+    slots = (Slot("attention", "feature-attention", "layer(features, mask) at csa_level (default csa.layer)"),)
 
     def __init__(self, cfg: RefineConfig) -> None:
         super().__init__()
@@ -139,7 +149,10 @@ class RefineNet(nn.Module):
                 nn.Conv2d(width[i], width[i], 4, 2, padding=3, dilation=2),
                 *_norm_act(width[i], nn.LeakyReLU(0.2)),
             ))
-        self.csa = CSALayer(similarity=cfg.similarity)
+        from genfw.registry import get_registry
+
+        self.csa = build_slot(get_registry(), cfg.attention, role="feature-attention", path=sub_path("attention", "csa.refine"),
+                              hints={"channels": width[cfg.csa_level], "similarity": cfg.similarity})
         # up[i] goes from level i+1 to level i; the deepest has no skip to concatenate
         self.up = nn.ModuleList()
         for i in range(depth):

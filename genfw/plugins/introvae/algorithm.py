@@ -17,6 +17,7 @@ from attrs import define, field, validators as v
 from torch import nn
 
 from genfw import Algorithm, ConfigError, Context, Phase
+from genfw.core.roles import Slot, build_slot, probe_encoder, probe_latent_generator
 
 ENCODER, DECODER = "encoder", "decoder"
 # Net config fields the data decides; filled into nested specs (any depth) where left at 0.
@@ -109,6 +110,10 @@ class IntroVAE(Algorithm):
     """Introspective VAE: the encoder is also the adversary of the decoder."""
 
     cfg: IntroVAEConfig
+    slots = (Slot("encoder", "image-encoder", "E(x in [0, 1]) -> (mu, logvar), z_dim = the decoder's latent_dim"),
+             Slot("decoder", "latent-generator", "G(z) -> images in [0, 1] (output_range unit); may take "
+                                                 "latent_transform"),
+             Slot("loss", "introspective-loss", "KL / margin / L_AE terms"))
 
     def __init__(self, cfg: IntroVAEConfig | None = None) -> None:
         super().__init__(cfg or IntroVAEConfig())
@@ -121,17 +126,24 @@ class IntroVAE(Algorithm):
         # a table without `type` means the plugin's own component with those options
         enc_spec = {"type": "introvae.encoder", **self.cfg.encoder}
         dec_spec = {"type": "introvae.decoder", **self.cfg.decoder}
-        enc = reg.build(fill_from_data(enc_spec, reg, data, "algorithm.encoder"), kind="encoder",
-                        path="algorithm.encoder")
-        dec = reg.build(fill_from_data(dec_spec, reg, data, "algorithm.decoder"), kind="generator",
-                        path="algorithm.decoder")
-        self.loss_fn = reg.build({"type": "introvae.loss", **self.cfg.loss}, kind="loss", path="algorithm.loss")
+        enc_spec = fill_from_data(enc_spec, reg, data, "algorithm.encoder")
+        dec_spec = fill_from_data(dec_spec, reg, data, "algorithm.decoder")
+        # built in this order (encoder, decoder): the parameter initialisation follows the seed
+        enc = build_slot(reg, enc_spec, role="image-encoder", path="algorithm.encoder")
+        dec = build_slot(reg, dec_spec, role="latent-generator",
+                         path="algorithm.decoder", need={"output_range": "unit"},
+                         fix={"output_range": 'IntroVAE reconstructs images in [0, 1]: wrap it: '
+                                              '{type = "core.range", to = "unit", generator = {...}}'},
+                         probe=probe_latent_generator(ctx.channels, ctx.image_size))
         latent = getattr(dec, "latent_dim", None)
-        if not isinstance(latent, int):
-            raise ConfigError("algorithm.decoder must expose an int attribute latent_dim (the size of z)")
+        problem = probe_encoder(ctx.channels, ctx.image_size, latent)(enc)
+        if problem:
+            raise ConfigError(f"algorithm.encoder ({enc_spec['type']}): {problem}")
+        self.loss_fn = build_slot(reg, {"type": "introvae.loss", **self.cfg.loss}, role="introspective-loss",
+                                  path="algorithm.loss")
         z_enc = getattr(enc, "z_dim", latent)
         if z_enc != latent:
-            raise ConfigError(f"encoder z_dim {z_enc} != decoder latent size {latent}; set both z_dim equal")
+            raise ConfigError(f"algorithm.encoder: z_dim {z_enc} != the decoder's latent_dim {latent}; set both equal")
         return {ENCODER: enc, DECODER: dec}
 
     def build_optimizers(self, nets: Mapping[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:

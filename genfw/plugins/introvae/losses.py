@@ -31,6 +31,8 @@ class IntroVAELoss(nn.Module):
     """L_E = KL(E(x)) + alpha_E * sum_s [m - KL(E(ng(x_s)))]^+ + beta * L_AE;
     L_G = alpha_G * sum_s KL(E(x_s)) + beta * L_AE, for s in {reconstruction, prior sample}."""
 
+    roles = ("introspective-loss",)
+
     def __init__(self, cfg: IntroVAELossConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg or IntroVAELossConfig()

@@ -114,6 +114,9 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Latent N x z_dim -> image N x C x H x W (no output activation: data in [0, 1])."""
 
+    roles = ("latent-generator",)
+    output_range = "unbounded"  # no output activation: learns the range of the slot it trains in
+
     def __init__(self, cfg: NetConfig | None = None) -> None:
         super().__init__()
         cfg = cfg or NetConfig()

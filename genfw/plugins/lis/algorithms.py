@@ -13,6 +13,7 @@ from torch import nn
 from genfw import ConfigError, GenfwError, Phase
 from genfw.core.gan import GANAlgorithm, GANConfig
 from genfw.core.nn import drain_aux_losses
+from genfw.core.roles import Slot, build_slot
 from genfw.plugins.lis.module import fill_zeros, find_stacks
 
 
@@ -55,16 +56,9 @@ class GLISConfig(GANConfig):
 class GLIS(GANAlgorithm):
     """BCE GAN on D's probabilities; G's loss gains L_sim from the LIS stack via AuxLoss."""
 
-    def build_net(self, ctx, key: str, kind: str, extra: dict | None = None) -> nn.Module:
-        data = {**self.network_defaults(ctx), **(extra or {})}
-        spec = fill_zeros(getattr(self.cfg, key), ctx.registry, data)
-        return ctx.registry.build(spec, kind=kind, defaults=data, path=f"algorithm.{key}")
-
-    def build_generator(self, ctx) -> nn.Module:
-        return self.build_net(ctx, "generator", "generator")
-
-    def build_discriminator(self, ctx) -> nn.Module:
-        return self.build_net(ctx, "discriminator", "discriminator")
+    def slot_spec(self, ctx, key: str, extra: dict | None = None) -> dict:
+        # the LIS reference networks take 0 for "from the data", at any nesting depth
+        return fill_zeros(getattr(self.cfg, key), ctx.registry, {**self.network_defaults(ctx), **(extra or {})})
 
     def build_schedulers(self, optimizers):
         c = self.cfg
@@ -168,13 +162,18 @@ class RSeparateConfig(GLISConfig):
 class RSeparate(GLIS):
     """Train R alone on MSE(R(G(z)), z) with G and D frozen; samples are G(R(G(z)))."""
 
+    slots = GLIS.slots + (Slot("reverser", "latent-regressor", "R(image) -> z"),)
+
     def __init__(self, cfg=None) -> None:
         super().__init__(cfg or RSeparateConfig())
         self.init_loaded = False
 
     def build_networks(self, ctx):
         nets = super().build_networks(ctx)
-        nets["R"] = self.build_net(ctx, "reverser", "encoder", {"latent_dim": int(nets["G"].latent_dim)})
+        latent = int(nets["G"].latent_dim)
+        nets["R"] = build_slot(ctx.registry, self.slot_spec(ctx, "reverser", {"latent_dim": latent}),
+                               role="latent-regressor", path="algorithm.reverser",
+                               hints={**self.network_defaults(ctx), "latent_dim": latent})
         return nets
 
     def build_optimizers(self, nets):

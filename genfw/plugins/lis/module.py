@@ -79,14 +79,22 @@ class LISStack(AuxLoss, nn.Module):
         self.loss_name = loss_name
         self.blocks = nn.ModuleList(LISBlock(latent_dim, second_wn) for _ in range(k))
         self.rng: torch.Generator | None = None
+        self.steps_override: int | str | None = None  # set by genfw.core.adapters.transform_steps (sampling)
         self._last: dict[str, Any] = {}
         self._weights: dict[tuple, torch.Tensor] = {}
+
+    @property
+    def num_steps(self) -> int:
+        """K: a latent transform with steps exposes how many (`genfw sample --lis-steps`)."""
+        return self.k
 
     def stop_probability(self, k: int) -> float:
         """P(stop before module k | module k reached), training only."""
         return 0.5 ** (self.k - k)
 
     def _executed(self, steps) -> int:
+        if steps is None and self.steps_override is not None:
+            steps = self.steps_override
         if steps is not None and steps != "all":
             steps = int(steps)
             if not 0 <= steps <= self.k:
@@ -144,11 +152,16 @@ class LISGenerator(nn.Module):
     its similarity loss reaches whichever phase updates this network via AuxLoss.
     """
 
+    roles = ("latent-generator",)
+
     def __init__(self, generator: nn.Module, lis: LISStack) -> None:
         super().__init__()
         self.generator = generator
         self.lis = lis
         self.latent_dim = int(generator.latent_dim)
+        for name in ("output_range", "image_size", "channels"):  # traits of the wrapped generator
+            if hasattr(generator, name):
+                setattr(self, name, getattr(generator, name))
 
     def forward(self, z: torch.Tensor, from_prior: bool = True, lis_steps: int | str | None = None,
                 **kw: Any) -> Any:
@@ -237,10 +250,11 @@ def find_stacks(*modules: nn.Module) -> list[LISStack]:
 
 
 def register(registry) -> None:
-    registry.register("layer", "module", build_stack, config=LISModuleConfig,
+    registry.register("layer", "module", build_stack, config=LISModuleConfig, roles=("latent-transform",),
                       help="LIS stack: K residual WN-FC modules with similarity loss and early stop",
                       example=lambda m: (torch.randn(4, m.latent_dim),), tiny={"latent_dim": 8, "k": 2})
     registry.register("generator", "generator", build_generator, config=LISGeneratorConfig,
+                      roles=("latent-generator",),
                       help="LIS stack in front of any latent generator (acts on from_prior=True noise)",
                       example=lambda m: (torch.randn(2, m.latent_dim),),
                       tiny={"generator": {"type": "lis.dcgan-generator", "image_size": 10, "width": 4,

@@ -32,6 +32,9 @@ def levels_for(image_size: int, base_size: int = 0) -> tuple[int, int]:
 class RefGenerator(nn.Module):
     """WN-Linear(d -> C0*b*b) + TPReLU; [WN-ConvT(4, 2, 1) + TPReLU] * (L-1); affine WN-ConvT; Sigmoid."""
 
+    roles = ("latent-generator",)
+    output_range = "unit"
+
     def __init__(self, image_size: int = 80, latent_dim: int = 256, width: int = 64, channels: int = 3,
                  base_size: int = 0) -> None:
         super().__init__()
@@ -67,6 +70,9 @@ def _down(channels: int, width: int, levels: int, dropout: float) -> tuple[nn.Se
 
 class RefDiscriminator(nn.Module):
     """[WN-Conv(4, 2, 1) + TPReLU] * L; affine WN-Conv(base x base -> 1); Sigmoid. Returns N probabilities."""
+
+    output = "probabilities"
+    conditioning = frozenset()
 
     def __init__(self, image_size: int = 80, width: int = 64, channels: int = 3, base_size: int = 0,
                  dropout: float = 0.0) -> None:
@@ -144,6 +150,7 @@ def register(registry) -> None:
         lambda c: RefGenerator(_or(c.image_size, "image_size"), c.latent_dim, c.width,
                                _or(c.channels, "channels"), c.base_size),
         config=GeneratorConfig, help="LIS paper's WN/TPReLU generator (80 px, d = 256 by default)",
+        roles=("latent-generator",), traits={"output_range": "unit"},
         example=lambda m: (torch.randn(2, m.latent_dim),),
         tiny={"image_size": 10, "width": 4, "latent_dim": 8})
     registry.register(
@@ -151,6 +158,7 @@ def register(registry) -> None:
         lambda c: RefDiscriminator(_or(c.image_size, "image_size"), c.width, _or(c.channels, "channels"),
                                    c.base_size, c.dropout),
         config=DiscriminatorConfig, help="LIS paper's WN/TPReLU discriminator (sigmoid output)",
+        roles=("image-discriminator",), traits={"output": "probabilities"},
         example=lambda m: (torch.rand(2, m.features[0].in_channels, m.image_size, m.image_size),),
         tiny={"image_size": 10, "width": 4})
     registry.register(
@@ -158,5 +166,6 @@ def register(registry) -> None:
         lambda c: Reverser(_or(c.image_size, "image_size"), c.width, _or(c.channels, "channels"),
                            _or(c.latent_dim, "latent_dim"), c.base_size, c.dropout),
         config=ReverserConfig, help="LIS paper's reverser R: image -> latent (R-separate / R-iterative)",
+        roles=("latent-regressor",),
         example=lambda m: (torch.rand(2, m.features[0].in_channels, m.image_size, m.image_size),),
         tiny={"image_size": 10, "width": 4, "latent_dim": 8})
