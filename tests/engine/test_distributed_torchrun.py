@@ -188,3 +188,23 @@ def test_resume_one_process_on_two_continues_the_data_stream(reference, tmp_path
     ref = _seen(_ckpt(reference, STEPS), [0, 1], range(STEPS))
     for k in range(3, 6):  # reference step k read positions 4k..4k+3, as these 2-process steps do
         assert sorted(after[k + 3]) == sorted(ref[k])
+
+
+def test_sigterm_to_torchrun_checkpoints_every_rank_then_resumes_bit_exact(reference, tmp_path):
+    """The preemption recipe: a scheduler's SIGTERM reaches torchrun, which forwards it to every
+    worker; they stop together at the next step boundary with a checkpoint, and the same command
+    with --resume finishes the run as if nothing happened."""
+    out = tmp_path / "run"
+    job = subprocess.Popen(_torchrun(SINGLE_NODE, out, STEPS, "--delay", DELAY, "--resume"), env=_env(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_checkpoint(out, job)
+    job.send_signal(signal.SIGTERM)
+    _, err = job.communicate(timeout=TIMEOUT)
+    assert job.returncode != 0  # torchrun reports the stopped workers
+    latest = out / "checkpoints" / (out / "checkpoints" / "latest").read_text().strip()
+    state = json.loads((latest / "state.json").read_text())
+    assert state["reason"] == "interrupt" and state["step"] < STEPS, err[-3000:]
+    assert len(_ranks(latest)) == 2  # every rank's state, saved at the step they stopped at
+    done = _run(_torchrun(SINGLE_NODE, out, STEPS, "--resume"))
+    assert f"resumed from {latest}" in done.stderr
+    _assert_same_run(reference, out)
