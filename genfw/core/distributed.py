@@ -13,7 +13,7 @@ replicas stay identical.
 
 Also here: the data stream every world size shares (``GlobalOrder``: a resume on another number of
 processes continues from one integer), the collectives the trainer needs to decide together
-(``any_rank``, ``from_main``, ``gather_to_main`` for the per-rank checkpoint state), and
+(``max_over_ranks``, ``from_main``, ``gather_to_main`` for the per-rank checkpoint state), and
 ``SyncBatchNorm``, which runs on gloo as well as nccl. Only torch.distributed: torchrun (or
 anything that sets its environment variables) starts the processes.
 """
@@ -228,13 +228,14 @@ def gather_to_main(value: Any) -> list | None:
     return out
 
 
-def any_rank(*flags: bool) -> tuple[bool, ...]:
-    """Element-wise OR of `flags` over ranks: decisions every rank must take together (stop, save)."""
+def max_over_ranks(*values: int) -> tuple[int, ...]:
+    """Element-wise max of small ints over ranks: decisions every rank must take together (stop,
+    and with which signal; save now)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tuple(bool(f) for f in flags)
-    t = torch.tensor([int(bool(f)) for f in flags], dtype=torch.int32, device=_collective_device())
+        return tuple(int(v) for v in values)
+    t = torch.tensor([int(v) for v in values], dtype=torch.int64, device=_collective_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return tuple(bool(v) for v in t.tolist())
+    return tuple(int(v) for v in t.tolist())
 
 
 def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:

@@ -121,13 +121,13 @@ def _worker(args) -> None:
         if info.enabled:
             sync = _Timed(ddp.average_gradients, device)
             after = _Timed(ddp.after_step, device)
-            flags = _Timed(ddp.any_rank, device)
+            flags = _Timed(ddp.max_over_ranks, device)
             dist.barrier()
             _sync(device)
             t0 = time.perf_counter()
             run_step(algo, mine, turn, grad_sync=sync)
             after(algo.nets.values())
-            flags(False, False)
+            flags(0, 0)
             _sync(device)
             step_s = time.perf_counter() - t0
             dist.barrier()

@@ -442,7 +442,7 @@ class Trainer:
                     if t.checkpoint_minutes and time.time() - last_ckpt_time >= 60 * t.checkpoint_minutes:
                         due = True
                     # ranks decide together: saving gathers every rank's state
-                    stop_now, due = ddp.any_rank(stop_now, due)
+                    stop_now, due = ddp.max_over_ranks(int(stop_now), int(due))
                     if due or stop_now:
                         self.save("interrupt" if stop_now else "")
                         last_ckpt_time = time.time()
