@@ -167,6 +167,7 @@ def test_resume_two_processes_on_one_continues_the_data_stream(reference, tmp_pa
     assert "written by 2 process(es), continued on 1" in capsys.readouterr().err
     before = _seen(_ckpt(reference, 4), [0, 1], range(4))
     after = _seen(_ckpt(out, 12), [0], range(4, 12))
+    assert _seen(_ckpt(out, 12), [0], range(4)) == _seen(_ckpt(reference, 4), [0], range(4))  # rank 0's own
     epochs = _epochs({**before, **after})
     assert sorted(epochs[0]) == list(range(24))  # no item twice, none skipped
     assert len(set(epochs[1])) == 8
@@ -182,7 +183,8 @@ def test_resume_one_process_on_two_continues_the_data_stream(reference, tmp_path
     done = _run(_torchrun(SINGLE_NODE, out, 9, "--resume"))  # then 2 processes: 3 steps, positions 12..23
     assert "written by 1 process(es), continued on 2" in done.stderr
     final = _ckpt(out, 9)
-    before = _seen(final, [0], range(6))     # rank 1 started from a copy of rank 0's record
+    before = _seen(final, [0], range(6))
+    assert _seen(final, [1], range(6)) == before  # new rank 1 started from saved rank (1 mod 1)'s state
     after = _seen(final, [0, 1], range(6, 9))
     assert sorted(_epochs({**before, **after})[0]) == list(range(24))
     ref = _seen(_ckpt(reference, STEPS), [0, 1], range(STEPS))
