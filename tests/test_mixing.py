@@ -42,3 +42,53 @@ def test_swapping_the_adversarial_loss_of_csa(tmp_path):
     assert resolved["algorithm"]["gan_loss"] == {"type": "core.hinge"}
     train(cfg, resolved, reg, progress=False)
     assert (tmp_path / "r" / "checkpoints" / "latest").exists()
+
+
+def test_lis_as_a_latent_transform_of_a_core_gan_generator(tmp_path):
+    logs = _run(MIXING / "gan-with-lis-transform.toml", tmp_path / "run")
+    assert any(k.startswith("G/") and "sim" in k for k in logs[-1]), sorted(logs[-1])
+    assert not any(k.startswith("D/") and "sim" in k for k in logs[-1])
+
+
+def test_introspective_loss_with_the_core_dcgan_pair(tmp_path):
+    logs = _run(MIXING / "introspective-dcgan.toml", tmp_path / "run")
+    for key in ("E/kl_real", "E/kl_rec", "E/kl_fake", "G/kl_rec", "G/kl_fake", "E/l_ae"):
+        assert key in logs[-1], sorted(logs[-1])
+    import tomllib
+
+    saved = tomllib.loads((tmp_path / "run" / "config.toml").read_text())
+    assert saved["algorithm"]["encoder"]["type"] == "core.dcgan-encoder"
+    assert saved["algorithm"]["decoder"]["generator"]["type"] == "core.dcgan-generator"
+
+
+def _genfw(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "genfw", *args], capture_output=True, text=True)
+
+
+def test_sample_lis_steps_works_for_any_model_with_lis_modules(tmp_path):
+    from PIL import Image
+
+    run = tmp_path / "run"
+    _run(MIXING / "introvae-with-lis.toml", run)  # IntroVAE decoder + LIS transform, 32 px grey
+    strip = tmp_path / "strip.png"
+    res = _genfw("sample", str(run), "-n", "1", "--lis-steps", "all", "-o", str(strip))
+    assert res.returncode == 0, res.stderr
+    w, h = Image.open(strip).size
+    assert 3.5 * h < w < 4.5 * h  # one 32 px sample after 0..3 modules: K + 1 = 4 images side by side
+    a, b = tmp_path / "k0.png", tmp_path / "k3.png"
+    assert _genfw("sample", str(run), "-n", "2", "--lis-steps", "0", "-o", str(a)).returncode == 0
+    assert _genfw("sample", str(run), "-n", "2", "--lis-steps", "3", "-o", str(b)).returncode == 0
+    assert Image.open(a).tobytes() != Image.open(b).tobytes()  # the modules move the noise
+    bad = _genfw("sample", str(run), "--lis-steps", "4", "-o", str(tmp_path / "x.png"))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "--lis-steps 4 is out of range" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_sample_lis_steps_on_a_model_without_lis_is_one_line(tmp_path):
+    run = tmp_path / "run"
+    _run(MIXING / "introvae-decoder-as-gan.toml", run)
+    bad = _genfw("sample", str(run), "--lis-steps", "1", "-o", str(tmp_path / "x.png"))
+    assert bad.returncode == 2 and "has no LIS modules" in bad.stderr and "Traceback" not in bad.stderr

@@ -35,11 +35,17 @@ def plugins_command(as_json: bool) -> None:
 @click.command("components")
 @click.argument("kind", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def components_command(kind: str | None, as_json: bool) -> None:
+@click.option("--slots", "slots", is_flag=True, help="Slots of algorithms/networks: the role each takes, what fits.")
+def components_command(kind: str | None, as_json: bool, slots: bool = False) -> None:
     """List registered components, optionally of one KIND (generator, layer, preset, ...)."""
     from genfw.registry import get_registry
 
     reg = get_registry()
+    if slots:
+        from genfw.cli.slots_view import render_slots
+
+        click.echo(render_slots(reg, as_json))
+        return
     if kind is not None and kind not in reg.kinds:
         raise ConfigError(f"unknown kind {kind!r}{suggest(kind, reg.kinds)}; kinds: {', '.join(sorted(reg.kinds))}")
     entries = reg.entries(kind)

@@ -20,6 +20,29 @@ def _lis_steps(value: str | None):
     return k
 
 
+def _sample_with_steps(algo, count: int, seed: int, steps):
+    """Samples with every LIS module (any iterative latent transform) of the model run for exactly
+    `steps` steps; "all": one strip per sample, the images after 0, 1, ..., K steps side by side."""
+    import torch
+
+    from genfw.core.adapters import latent_transforms, transform_steps
+
+    found = latent_transforms(*algo.nets.values())
+    if not found:
+        raise GenfwError("--lis-steps: this model's generator has no LIS modules (no iterative latent transform); "
+                         "leave --lis-steps out")
+    k_max = min(m.num_steps for m in found)
+    if steps != "all" and steps > k_max:
+        raise GenfwError(f"--lis-steps {steps} is out of range: this model's LIS stack has {k_max} modules "
+                         f"(use 0..{k_max} or all)")
+    ks = range(k_max + 1) if steps == "all" else [steps]
+    shots = []
+    for k in ks:  # the same noise for every k: the strip shows what each module does to one z
+        with transform_steps(algo.nets.values(), k):
+            shots.append(algo.sample(count, torch.Generator().manual_seed(seed)))
+    return torch.cat(shots, dim=-1)
+
+
 def add_commands(group: click.Group) -> None:
     @group.command("sample")
     @click.argument("run", metavar="RUN_OR_CHECKPOINT")
@@ -40,17 +63,11 @@ def add_commands(group: click.Group) -> None:
         if "sample" not in algo.capabilities():
             raise GenfwError(f"{type(algo).__name__} cannot sample (it has: "
                              f"{', '.join(sorted(algo.capabilities())) or 'no sampling capabilities'})")
-        options = {}
-        steps = _lis_steps(lis_steps)
-        if steps is not None:
-            options["lis_steps"] = steps
         generator = torch.Generator().manual_seed(seed)
-        try:
-            images = algo.sample(count, generator, **options)
-        except TypeError as exc:
-            if options:
-                flags = ", ".join("--" + k.replace("_", "-") for k in options)
-                raise GenfwError(f"this model does not take {flags}: {exc}") from None
-            raise
+        steps = _lis_steps(lis_steps)
+        if steps is None:
+            images = algo.sample(count, generator)
+        else:
+            images = _sample_with_steps(algo, count, seed, steps)
         path = save_grid(images, out, nrow=nrow)
         click.echo(f"wrote {count} samples to {path}")

@@ -152,6 +152,11 @@ def _range_example(m):
     return (torch.randn(2, m.latent_dim),)
 
 
+def _probabilities_example(m):
+    size = max(8, int(getattr(type(m.discriminator), "min_image_size", 0) or 0))
+    return (torch.rand(2, 3, size, size) * 2 - 1,)
+
+
 def _attention_example(m):
     mask = torch.zeros(2, 1, 4, 4)
     mask[:, :, 1:3, 1:3] = 1
@@ -164,14 +169,16 @@ def register(registry) -> None:
                       example=_range_example,
                       tiny={"generator": {"type": "core.dcgan-generator", "image_size": 8, "latent_dim": 8,
                                           "base_channels": 4, "max_channels": 8}},
-                      slots=(Slot("generator", "latent-generator", "the wrapped generator"),))
+                      slots=(Slot("generator", "latent-generator", "the wrapped generator (declares its range)",
+                                  need={"output_range": ("signed", "unit")}),))
     registry.register("discriminator", "probabilities", build_probabilities, config=ProbabilitiesConfig,
                       roles=("image-discriminator",), traits={"output": "probabilities"},
                       help="adapter: sigmoid on a logit discriminator (for BCE on probabilities)",
-                      example=lambda m: (torch.rand(2, 3, 8, 8) * 2 - 1,),
+                      example=_probabilities_example,
                       tiny={"discriminator": {"type": "core.dcgan-discriminator", "image_size": 8,
                                               "base_channels": 4, "max_channels": 8}},
-                      slots=(Slot("discriminator", "image-discriminator", "the wrapped logit discriminator"),))
+                      slots=(Slot("discriminator", "image-discriminator", "the wrapped logit discriminator",
+                                  need={"output": "logits"}),))
     registry.register("layer", "identity-attention", IdentityAttention, config=IdentityConfig,
                       help="feature attention that changes nothing (ablation control)", example=_attention_example)
 

@@ -188,6 +188,12 @@ def resolve_component(spec: Mapping[str, Any] | str, registry, kind: str | None 
     their remaining defaults are filled when the parent builds them, with the parent's
     context (the data's image size and channels, ...) taking precedence over code defaults.
     """
+    from genfw.core.roles import slot_keys
+
+    keys = slot_keys(registry, spec)  # e.g. latent_transform: the slot's, not the component's
+    slot_extra = {k: spec[k] for k in keys if isinstance(spec, Mapping) and k in spec}
+    if slot_extra:
+        spec = {k: v for k, v in spec.items() if k not in slot_extra}
     entry, cfg = registry.resolve(spec, kind=kind, path=path)
     if not expand:
         body = {"type": entry.name} if isinstance(spec, str) else {**spec, "type": entry.name}
@@ -197,6 +203,8 @@ def resolve_component(spec: Mapping[str, Any] | str, registry, kind: str | None 
     for k, val in list(out.items()):
         if isinstance(val, dict) and isinstance(val.get("type"), str) and val["type"] in registry:
             out[k] = resolve_component(val, registry, path=f"{path}.{k}", expand=False)
+    for k, val in slot_extra.items():
+        out[k] = resolve_component(val, registry, path=f"{path}.{k}", expand=False)
     return out
 
 

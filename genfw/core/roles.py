@@ -120,6 +120,8 @@ class Role:
 ROLES: dict[str, Role] = {r.name: r for r in (
     Role("latent-generator", "generator", LatentGenerator, "G(z, from_prior) -> image; latent_dim, output_range"),
     Role("masked-generator", "generator", MaskedGenerator, "G(image, mask, **context) -> image (inpainting)"),
+    Role("refinement-generator", "generator", MaskedGenerator,
+         "G(cat[coarse completion, masked input], mask, return_features=...) -> image (CSA's second stage)"),
     Role("image-encoder", "encoder", ImageEncoder, "E(image) -> (mu, logvar); z_dim"),
     Role("latent-regressor", "encoder", None, "R(image) -> z (N x latent_dim): a reverser / inverse generator"),
     Role("image-discriminator", "discriminator", ImageDiscriminator,
@@ -160,14 +162,35 @@ def derive_roles(kind: str, factory: Any) -> tuple[str, ...]:
     return ()
 
 
-def fits(registry, role: str, exclude: str = "", need: Mapping[str, Any] | None = None) -> list[str]:
-    """Registered components that provide `role` (and whose static traits do not contradict `need`)."""
+STATIC_TRAITS = ("output_range", "output", "conditioning", "requires")
+
+
+def derive_traits(factory: Any) -> dict[str, Any]:
+    """Static traits a class declares as class attributes (listings and `fits` use them)."""
+    if not inspect.isclass(factory):
+        return {}
+    out = {}
+    for name in STATIC_TRAITS:
+        value = getattr(factory, name, None)
+        if isinstance(value, (str, frozenset, set, tuple)):
+            out[name] = value
+    return out
+
+
+def fits(registry, role: str, exclude: str = "", need: Mapping[str, Any] | None = None,
+         provides: Iterable[str] | None = None) -> list[str]:
+    """Registered components that provide `role`, whose static traits (``Entry.traits``) do not
+    contradict `need`, and that need no context beyond what the slot `provides` (landmarks, stage, ...)."""
     out = []
+    given = set(provides or ())
     for e in registry.entries(ROLES[role].kind if role in ROLES else None):
         if role not in getattr(e, "roles", ()) or e.name == exclude:
             continue
         static = getattr(e, "traits", {}) or {}
-        if need and any(k in static and not _meets(k, static[k], v) for k, v in need.items()):
+        if need and any((k in static or isinstance(v, tuple)) and not _meets(k, static.get(k), v)
+                        for k, v in need.items()):
+            continue
+        if not set(static.get("requires", ())) <= given:
             continue
         out.append(e.name)
     return out
@@ -190,6 +213,8 @@ def trait(module: Any, name: str) -> Any:
 def _meets(name: str, have: Any, want: Any) -> bool:
     if name == "conditioning":  # the slot passes `want`; the component must accept all of it
         return set(want) <= set(have or ())
+    if isinstance(want, tuple):  # one of these, declared
+        return have in want
     return have == want or (name == "output_range" and have == "unbounded")
 
 
@@ -237,6 +262,17 @@ def sub_path(key: str, owner: str) -> str:
 
 
 SLOT_KEYS = {"latent-generator": ("latent_transform",)}  # keys of the slot, not of the component
+
+
+def slot_keys(registry, spec: Any) -> tuple[str, ...]:
+    """Keys of a component table that belong to the slot (for the roles its type provides)."""
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("type"), str):
+        return ()
+    try:
+        roles = getattr(registry.get(spec["type"]), "roles", ())
+    except UnknownComponentError:
+        return ()
+    return tuple(k for r in roles for k in SLOT_KEYS.get(r, ()))
 
 
 def _entry_for(registry, spec: Mapping[str, Any], role: str, path: str):
@@ -391,6 +427,9 @@ class Slot:
     key: str       # config key of the owner (dotted for nested tables)
     role: str
     help: str = ""
+    provides: tuple = ()    # context the owner passes (landmarks, attributes, stage, alpha)
+    need: Mapping[str, Any] = attrs.field(factory=dict)  # static traits it always needs (tuple: one of)
+    enabled_by: str = ""    # a boolean option of the owner that switches the slot on
     optional: bool = False  # an empty table / absent key means "none"
 
 
@@ -406,7 +445,8 @@ def slot_table(registry) -> list[dict]:
     for e in registry.entries():
         for s in slots_of(e):
             rows.append({"owner": e.name, "kind": e.kind, "slot": s.key, "role": s.role, "help": s.help,
-                         "fits": fits(registry, s.role)})
+                         "provides": list(s.provides), "enabled_by": s.enabled_by,
+                         "fits": fits(registry, s.role, need=s.need, provides=s.provides)})
     return rows
 
 

@@ -58,7 +58,7 @@ class Registrar:
         `roles`: what it provides (genfw.core.roles.ROLES); derived from the kind and the class's
         `roles` attribute when omitted. `traits`: static traits shown in listings. `slots`: the
         nested component tables it builds (Slot declarations; else the factory's `slots`)."""
-        from genfw.core.roles import ROLES, derive_roles
+        from genfw.core.roles import ROLES, derive_roles, derive_traits
 
         roles = tuple(roles) if roles is not None else derive_roles(kind, factory)
         unknown = [r for r in roles if r not in ROLES]
@@ -67,7 +67,7 @@ class Registrar:
         return self._registry.add(Entry(kind=kind, name=self._qualify(name), factory=factory,
                                         plugin=self.plugin, config=config, help=help or _doc(factory),
                                         example=example, tiny=dict(tiny or {}), roles=roles,
-                                        traits=dict(traits or {}),
+                                        traits={**derive_traits(factory), **(traits or {})},
                                         slots=tuple(slots or getattr(factory, "slots", ()) or ())))
 
     def preset(self, name: str, value: Mapping[str, Any], help: str = "") -> Entry:

@@ -15,6 +15,8 @@ class MLPGeneratorConfig:
 class MLPGenerator(nn.Module):
     """z -> image in [0, 1] through two hidden layers."""
 
+    output_range = "unit"  # declared so genfw checks the slot it is put in (ends in a sigmoid)
+
     def __init__(self, cfg: MLPGeneratorConfig) -> None:
         super().__init__()
         self.cfg = cfg

@@ -17,6 +17,7 @@ def register_components(registry):
             "type": "core.gan",
             "generator": {"type": "example.mlp-generator", "latent_dim": 32, "hidden": 128},
             "discriminator": {"type": "core.dcgan-discriminator"},
+            "image_range": "unit",  # the generator's sigmoid range: real images are fed as [0, 1] too
         },
         "data": {"type": "core.lfw-subset", "image_size": 32, "channels": 1},
         "train": {"steps": 200, "batch_size": 16, "sample_every": 100, "checkpoint_every": 100},

@@ -17,7 +17,7 @@ from attrs import define, field, validators as v
 
 from genfw import Algorithm, ConfigError, GenfwError, Phase
 from genfw.core.nn import to_signed, to_unit
-from genfw.core.roles import Slot, build_slot
+from genfw.core.roles import Slot, build_slot, probe_discriminator
 from genfw.plugins.csa.discriminators import _vgg, vgg_output
 from genfw.plugins.csa.losses import consistency_loss, reconstruction_loss
 
@@ -56,7 +56,8 @@ class LinearDecay:
         return max(0.0, 1.0 - (step - self.start) / (self.total - self.start))
 
 
-def _build_for_data(registry, spec: dict, role: str, data: dict, path: str, need: dict | None = None):
+def _build_for_data(registry, spec: dict, role: str, data: dict, path: str, need: dict | None = None,
+                    probe=None, hints: dict | None = None):
     """Build slot `path` (role `role`) whose size and channels must follow the data, whatever the
     resolved config says (a saved config has every default filled in, so `defaults=` alone would not win)."""
     try:
@@ -65,7 +66,7 @@ def _build_for_data(registry, spec: dict, role: str, data: dict, path: str, need
         entry = None  # build_slot says what is wrong
     fields = attrs.fields_dict(entry.config) if entry is not None and entry.config is not None else {}
     return build_slot(registry, {**spec, **{k: v for k, v in data.items() if k in fields}}, role=role,
-                      path=path, need=need)
+                      path=path, need=need, probe=probe, hints=hints)
 
 
 class CSAAlgorithm(Algorithm):
@@ -73,10 +74,11 @@ class CSAAlgorithm(Algorithm):
 
     G_NETS = ("rough", "refine")
     slots = (Slot("rough", "masked-generator", "G(image, mask) -> coarse image in [-1, 1]"),
-             Slot("refine", "masked-generator", "G([merged, input], mask) -> refined image; csa.refine has "
+             Slot("refine", "refinement-generator", "G([merged, input], mask) -> refined image; csa.refine has "
                                                 "the attention slot"),
              Slot("patch_discriminator", "image-discriminator", "D(image) -> scores, no conditioning"),
-             Slot("feature_discriminator", "image-discriminator", "D(image) -> scores (VGG features inside)"),
+             Slot("feature_discriminator", "image-discriminator", "D(image) -> scores (VGG features inside)",
+                  enabled_by="use_feature_discriminator"),
              Slot("gan_loss", "gan-loss", "relativistic average LSGAN in the paper"))
 
     def build_networks(self, ctx) -> dict:
@@ -87,20 +89,21 @@ class CSAAlgorithm(Algorithm):
         reg = ctx.registry
         self.gan = build_slot(reg, cfg.gan_loss, role="gan-loss", path="algorithm.gan_loss")
         scores = {"output": getattr(self.gan, "expects", None)}
+        probe = probe_discriminator(ctx.channels, ctx.image_size)
         nets = {
             "rough": _build_for_data(reg, cfg.rough, "masked-generator", img, "algorithm.rough"),
-            "refine": _build_for_data(reg, cfg.refine, "masked-generator", img, "algorithm.refine"),
-            "patch_d": _build_for_data(reg, cfg.patch_discriminator, "image-discriminator", {"channels": ctx.channels},
-                                       "algorithm.patch_discriminator", scores),
+            "refine": _build_for_data(reg, cfg.refine, "refinement-generator", img, "algorithm.refine"),
+            "patch_d": _build_for_data(reg, cfg.patch_discriminator, "image-discriminator", img,
+                                       "algorithm.patch_discriminator", scores, probe),
         }
         needs_vgg = cfg.use_feature_discriminator or cfg.lambda_consistency > 0
         if needs_vgg and ctx.channels != 3:
             raise ConfigError("the consistency loss and feature discriminator use VGG-16 on RGB images; "
                               "set algorithm.lambda_consistency = 0 and use_feature_discriminator = false")
         if cfg.use_feature_discriminator:
-            nets["feature_d"] = build_slot(
-                reg, cfg.feature_discriminator, role="image-discriminator", path="algorithm.feature_discriminator",
-                hints={"weights": cfg.vgg_weights, "allow_random_weights": ctx.allow_random_weights}, need=scores)
+            nets["feature_d"] = _build_for_data(
+                reg, cfg.feature_discriminator, "image-discriminator", img, "algorithm.feature_discriminator",
+                scores, probe, hints={"weights": cfg.vgg_weights, "allow_random_weights": ctx.allow_random_weights})
         self.vgg = None
         if cfg.lambda_consistency > 0:
             width = getattr(nets["refine"], "consistency_width", None)

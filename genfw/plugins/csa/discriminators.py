@@ -23,6 +23,7 @@ class PatchDiscriminator(nn.Module):
 
     output = "logits"
     conditioning = frozenset()
+    min_image_size = 32  # three stride-2 convs, then InstanceNorm needs > 1 pixel
 
     def __init__(self, cfg: PatchConfig) -> None:
         super().__init__()
@@ -92,6 +93,7 @@ class FeatureDiscriminator(nn.Module):
 
     output = "logits"
     conditioning = frozenset()
+    min_image_size = 64  # VGG pool3 (1/8) then three 4x4 stride-2 convs
 
     def __init__(self, cfg: FeatureConfig) -> None:
         super().__init__()

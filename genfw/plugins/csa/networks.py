@@ -129,7 +129,7 @@ class RefineNet(nn.Module):
     plus the mask at that level, for the consistency loss.
     """
 
-    roles = ("masked-generator",)
+    roles = ("refinement-generator",)
     slots = (Slot("attention", "feature-attention", "layer(features, mask) at csa_level (default csa.layer)"),)
 
     def __init__(self, cfg: RefineConfig) -> None:

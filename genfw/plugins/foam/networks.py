@@ -114,6 +114,9 @@ class FOAMGenerator(nn.Module):
 
     Images are in the signed range [-1, 1], so (1 - M) * I_obs is the grey-filled observation."""
 
+    roles = ("masked-generator",)
+    requires = ("landmarks", "stage")  # landmark channels and the growth stage
+
     def __init__(self, cfg: GeneratorConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg = cfg or GeneratorConfig()
@@ -231,6 +234,10 @@ class FOAMDiscriminator(nn.Module):
     """Feature network (1x1 in, per level two 3x3 convs + down-sample) on (I, L); D_cls and D_attr on
     the 4x4 features. While growing, the new top level fades in as in progressive GANs:
     alpha * F_r(x) + (1 - alpha) * fromInput_{r-1}(down(x))."""
+
+    output = "logits"  # {"cls": logits, "attr": logits}
+    conditioning = frozenset({"landmarks", "stage", "alpha"})
+    requires = ("landmarks", "stage")  # landmark channels and the growth stage
 
     def __init__(self, cfg: DiscriminatorConfig | None = None) -> None:
         super().__init__()

@@ -59,14 +59,17 @@ def fill_from_data(spec: Mapping[str, Any], registry, values: Mapping[str, int],
     """
     out = dict(spec)
     entry = registry.get(str(out["type"]))
-    fields = set()
+    fields = {}
     if entry.config is not None:
         import attrs
 
-        fields = {f.name for f in attrs.fields(entry.config)}
+        fields = {f.name: f for f in attrs.fields(entry.config)}
     for key, val in values.items():
         if key not in fields:
             continue
+        default = fields[key].default
+        if not isinstance(default, int) and key == "channels":
+            continue  # `channels` is a width list in IntroVAE's nets, the image channels elsewhere
         have = out.get(key, 0)
         if not have:
             out[key] = val
@@ -122,7 +125,7 @@ class IntroVAE(Algorithm):
     # --- building ----------------------------------------------------------------------------
     def build_networks(self, ctx: Context) -> dict[str, nn.Module]:
         reg = ctx.registry
-        data = {"image_size": ctx.image_size, "in_channels": ctx.channels}
+        data = {"image_size": ctx.image_size, "in_channels": ctx.channels, "channels": ctx.channels}
         # a table without `type` means the plugin's own component with those options
         enc_spec = {"type": "introvae.encoder", **self.cfg.encoder}
         dec_spec = {"type": "introvae.decoder", **self.cfg.decoder}

@@ -333,15 +333,21 @@ class RIterative(RSeparate):
                     code = self.nets["R"](self._prev(state, j).detach())
             fake = self.nets["G"](code, from_prior=True)
             state["x"][j] = fake
-            return {"loss": self.loss_fn.g(self.nets["D"](fake))}
+            return {"loss": self.loss_fn.g(self.nets["D"](fake), self._real_scores(state))}
         return loss
+
+    def _real_scores(self, state: dict):
+        """D's detached scores of the real batch for relativistic losses (None for the others)."""
+        if not getattr(self.loss_fn, "relativistic", False):
+            return None
+        return self.nets["D"](state["real"]).detach()
 
     def _r_phase(self, j: int):
         def loss(state: dict) -> dict:
             code = self.nets["R"](self._prev(state, j).detach())
             lar = self.cfg.lam_r ** j
             mse = F.mse_loss(code, state["z0"])
-            adv = self.loss_fn.g(self.nets["D"](self.nets["G"](code, from_prior=True)))
+            adv = self.loss_fn.g(self.nets["D"](self.nets["G"](code, from_prior=True)), self._real_scores(state))
             drain_aux_losses(self.nets["G"])  # G is not updated here; its L_sim belongs to G phases
             return {"loss": lar * mse + (1 - lar) * adv, "mse": mse, "adv": adv}
         return loss
@@ -371,9 +377,15 @@ class RIterative(RSeparate):
 
 
 def register(registry) -> None:
-    registry.register("algorithm", "glis", GLIS, config=GLISConfig,
+    tiny = {"generator": {"type": "lis.generator", "generator": {"type": "lis.dcgan-generator", "width": 4,
+                                                                 "latent_dim": 8}, "lis": {"k": 2}},
+            "discriminator": {"type": "lis.dcgan-discriminator", "width": 4}}
+    tiny_r = {**tiny, "generator": {"type": "lis.dcgan-generator", "width": 4, "latent_dim": 8},
+              "reverser": {"type": "lis.reverser", "width": 4}}
+    registry.register("algorithm", "glis", GLIS, config=GLISConfig, tiny=tiny,
                       help="G-LIS: BCE GAN whose generator has LIS modules (similarity loss joins G's loss)")
-    registry.register("algorithm", "r-separate", RSeparate, config=RSeparateConfig,
+    registry.register("algorithm", "r-separate", RSeparate, config=RSeparateConfig, tiny=tiny_r,
                       help="R-separate: reverser trained after (or on a loaded) G/D; samples G(R(G(z)))")
     registry.register("algorithm", "r-iterative", RIterative, config=RIterativeConfig,
+                      tiny={**tiny_r, "generator": tiny["generator"]},
                       help="R-iterative: G, D and R trained jointly over I round trips per batch")
