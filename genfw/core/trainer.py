@@ -232,8 +232,14 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------------
     def _restore(self, path: Path) -> None:
-        state = ckpt_mod.load_checkpoint(path, self.algo, scaler=self.scaler,
-                                         generators={"mask": self.mask_rng})
+        try:
+            state = ckpt_mod.load_checkpoint(path, self.algo, scaler=self.scaler,
+                                             generators={"mask": self.mask_rng})
+        except GenfwError as exc:
+            if self.dist.is_main:
+                raise
+            raise GenfwError(f"rank {self.dist.rank} cannot load {path}, the checkpoint rank 0 chose ({exc}); "
+                             "--out must be on a filesystem every node sees") from None
         self.step = int(state["step"])
         self.images = int(state["images"])
         self.position = int(state["data_position"])
