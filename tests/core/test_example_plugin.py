@@ -38,7 +38,7 @@ def test_usable_by_name_next_to_builtin_components(tmp_path):
     """A run config mixing the plugin's generator with the core's algorithm, D, data and loss."""
     cfg = tmp_path / "mix.toml"
     cfg.write_text(
-        '[algorithm]\ntype = "core.gan"\n'
+        '[algorithm]\ntype = "core.gan"\nimage_range = "unit"\n'
         '[algorithm.generator]\ntype = "example.mlp-generator"\nlatent_dim = 16\nhidden = 32\n'
         '[algorithm.discriminator]\ntype = "core.dcgan-discriminator"\n'
         '[algorithm.loss]\ntype = "core.hinge"\n'

@@ -50,7 +50,8 @@ def test_sample_command(use_registry, run_cfg, tmp_path):
     with Image.open(out) as im:
         assert im.size == (4 * 10 + 2, 12)  # 4 images of 8 px with 2 px padding, one row
     res = CliRunner().invoke(cli, ["sample", str(tmp_path / "run"), "-o", str(out), "--lis-steps", "2"])
-    assert res.exit_code == 0, res.output  # DCGAN's generator takes (and ignores) extra keywords
+    # a model without LIS modules refuses the option instead of writing a plain grid
+    assert res.exit_code == 2 and "has no LIS modules" in res.output, res.output
     res = CliRunner().invoke(cli, ["sample", str(tmp_path / "nothing"), "-o", str(out)])
     assert res.exit_code == 2 and "no such run" in res.output
 

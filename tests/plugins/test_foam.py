@@ -14,7 +14,7 @@ from genfw.plugins.foam.filters import foam_coefficients, foam_read, foam_transf
 from genfw.plugins.foam.landmarks import render_dots, render_sketch, sketch_segments
 from genfw.plugins.foam.losses import boundary_l1, boundary_weight, masked_l1
 from genfw.plugins.foam.networks import (DiscriminatorConfig, FOAMDiscriminator, FOAMGenerator, GeneratorConfig,
-                                         widths)
+                                         input_widths, widths)
 from genfw.registry import load_plugins
 
 
@@ -117,8 +117,9 @@ def small_g(**kw):
 
 
 def test_widths_follow_table_3():
-    # 4, 8, 16, 32 px capped at 512; then halving up to 16 channels at 1024 px
-    assert widths(1024, 16, 512) == [512, 512, 512, 512, 256, 128, 64, 32, 16]
+    # table 3: 512 from 4 to 64 px, then halving up to 32 channels at 1024 px; 1x1 input convs w(2s), 16 at the top
+    assert widths(1024, 32, 512) == [512, 512, 512, 512, 512, 256, 128, 64, 32]
+    assert input_widths(1024, 32, 512) == [512, 512, 512, 512, 256, 128, 64, 32, 16]
 
 
 @pytest.mark.parametrize("skip", ["concat", "residual"])
@@ -151,7 +152,7 @@ def test_generator_growing_freezes_low_branch_but_trains_filters():
     assert g.to_filter_write[2][2].weight.grad.abs().sum() > 0
     assert g.to_rgb[2][2].weight.grad.abs().sum() > 0                # high branch
     assert g.to_rgb[1][2].weight.grad is None                        # low branch's ToRGB is fixed
-    assert g.from_input[1][0].weight.grad is None                    # and its input layer
+    assert g.from_input[1].conv.weight.grad is None                  # and its input layer
 
 
 def test_generator_alpha_one_is_the_high_branch_alone():
@@ -181,7 +182,7 @@ def test_discriminator_stages_and_heads():
         out = d(torch.rand(2, 3, s, s), torch.rand(2, 1, s, s), stage=stage, alpha=0.5)
         assert out["cls"].shape == (2,) and out["attr"].shape == (2, 3)
         (out["cls"].sum() + out["attr"].sum()).backward()
-    assert d.from_input[1][0].weight.grad.abs().sum() > 0   # faded-in lower input path trains while growing
+    assert d.from_input[1].conv.weight.grad.abs().sum() > 0   # faded-in lower input path trains while growing
 
 
 # --- losses ------------------------------------------------------------------------------------
@@ -273,10 +274,10 @@ def test_history_pool_fills_then_swaps(registry):
     torch.manual_seed(0)
     algo = make_algo(registry, pool_size=3, pool_fraction=1.0)
     a = torch.zeros(2, 3, 4, 4)
-    img, _, _ = algo._pool_query(a, torch.zeros(2, 1, 4, 4), torch.zeros(2, 2))
+    img, _, _, _ = algo._pool_query(a, torch.zeros(2, 1, 4, 4), torch.zeros(2, 2))
     assert torch.equal(img, a) and len(algo.pool["image"]) == 2
     b = torch.ones(2, 3, 4, 4)
-    img, lm, at = algo._pool_query(b, torch.ones(2, 1, 4, 4), torch.ones(2, 2))
+    img, lm, at, _ = algo._pool_query(b, torch.ones(2, 1, 4, 4), torch.ones(2, 2))
     assert len(algo.pool["image"]) == 3
     assert torch.equal(img[0], b[0])          # filled the last free slot
     assert img[1].sum() in (0, 48)            # swapped with a stored one (0) or the stored b[0] (1)

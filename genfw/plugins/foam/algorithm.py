@@ -1,9 +1,11 @@
 """The FOAM training algorithm: progressive growing with FOAM blending, phases D then G.
 
-Per step: the stage and alpha come from the images seen (`schedule_at`); data are pooled to the
-stage's size; `prepare` runs G once (both branches while growing); phase "D" trains D on real
-images and on completed images drawn partly from a history pool, plus the attribute head on real
-images; phase "G" trains G with adv + 2 attr + 500 rec + 8 feat + 5000 bdy (weights configurable).
+Per step: the stage and alpha come from the images seen (`schedule_at`); images, masks and
+landmark maps are average-pooled from the top level to the stage's size (the paper; max-pooled
+masks and per-level rendering are options); `prepare` runs G once (both branches while growing,
+the r-1 branch on a snapshot of its weights); phase "D" trains D on real images and on G's outputs
+(eq. 9-10; the composite is an option) drawn partly from a history pool, plus the attribute head
+on real images; phase "G" trains G with adv + 2 attr + 500 rec + 8 feat + 5000 bdy.
 """
 from __future__ import annotations
 
@@ -17,9 +19,11 @@ from attrs import define, field, validators as v
 
 from genfw import Algorithm, ConfigError, GenfwError, Phase
 from genfw.core.nn import to_signed, to_unit
-from genfw.plugins.foam.filters import down_mask
+from genfw.plugins.foam.filters import down, down_mask
 from genfw.plugins.foam.losses import attribute_loss, boundary_l1, feature_loss, masked_l1
 from genfw.plugins.foam.networks import num_levels
+from genfw.core.roles import Slot, build_slot, probe_discriminator
+from genfw.plugins.foam.slots import CONDITIONINGS, FULL_CONDITIONING, NONE_FIX, call_discriminator
 
 log = logging.getLogger("genfw.foam")
 
@@ -54,7 +58,11 @@ def pool_to(x: torch.Tensor, size: int) -> torch.Tensor:
     return x if x.shape[-1] == size else F.adaptive_avg_pool2d(x, size)
 
 
-def mask_to(mask: torch.Tensor, size: int) -> torch.Tensor:
+def mask_to(mask: torch.Tensor, size: int, pooling: str = "average") -> torch.Tensor:
+    """The hole at `size`: average pooling (the paper: fractional at hole borders) or max pooling (a
+    coarse pixel is a hole if any of its fine pixels is)."""
+    if pooling == "average":
+        return pool_to(mask, size)
     while mask.shape[-1] > size:
         mask = down_mask(mask)
     return mask
@@ -85,10 +93,31 @@ class FOAMConfig:
     stabilise_images: int = field(default=430_000, validator=v.ge(0))
     pool_size: int = field(default=50, validator=v.ge(0))                 # history of completed images (0: off)
     pool_fraction: float = field(default=0.5, validator=[v.ge(0.0), v.le(1.0)])  # share of D's fakes from it
+    # conditioning per level: the paper average-pools masks and landmark maps from the top level
+    mask_pooling: str = field(default="average", validator=v.in_(("average", "max")))
+    landmark_maps: str = field(default="pooled", validator=v.in_(("pooled", "rendered")))  # rendered: per level
+    # what D judges as fake: G's full output (eq. 9-10) or the composite (generated hole, real context)
+    d_input: str = field(default="output", validator=v.in_(("output", "composite")))
+    # "full": D takes landmarks, stage and alpha (foam.discriminator); "none": an unconditioned image
+    # discriminator (csa.patch-discriminator, core.dcgan-discriminator, ...) judging at the run's size
+    discriminator_conditioning: str = field(default="full", validator=v.in_(CONDITIONINGS))
 
 
 class FOAMAlgorithm(Algorithm):
     """FOAM face completion (structure-aware, attribute-controlled, progressively grown)."""
+
+    slots = (Slot("generator", "masked-generator", "G(observed, mask, landmarks=, attributes=, stage=, alpha=) -> "
+                                                   "{output, ...}; foam.generator (its attention slots per level)",
+                  provides=("landmarks", "attributes", "stage", "alpha"), need={"conditioning": ("stage", "alpha")}),
+             # with the default discriminator_conditioning = "full"; unconditioned discriminators fit
+             # with discriminator_conditioning = "none" (not listed here, since they need that option)
+             Slot("discriminator", "image-discriminator",
+                  "D(image, landmarks=, stage=, alpha=) -> {cls, attr?} logits; unconditioned ones with "
+                  'discriminator_conditioning = "none"', provides=("landmarks", "stage", "alpha"),
+                  need={"conditioning": tuple(sorted(FULL_CONDITIONING))}),
+             Slot("landmarks", "landmark-renderer", "68 landmarks -> maps at any size (foam.sketch, foam.dots)",
+                  enabled_by="use_landmarks"),
+             Slot("gan_loss", "gan-loss", "standard (log) GAN loss in the paper"))
 
     def build_networks(self, ctx) -> dict:
         cfg = self.cfg
@@ -105,14 +134,24 @@ class FOAMAlgorithm(Algorithm):
         self.encoder = None
         lm_ch = 0
         if cfg.use_landmarks:
-            self.encoder = reg.build(cfg.landmarks, kind="layer", path="algorithm.landmarks")
+            self.encoder = build_slot(reg, cfg.landmarks, role="landmark-renderer", path="algorithm.landmarks")
             lm_ch = int(getattr(self.encoder, "out_channels", 1))
         self.num_attributes = ctx.num_attributes if cfg.use_attributes else 0
-        data = {"image_size": size, "image_channels": ctx.channels, "landmark_channels": lm_ch,
-                "num_attributes": self.num_attributes}
-        nets = {"G": self._build(reg, cfg.generator, "generator", data, "algorithm.generator"),
-                "D": self._build(reg, cfg.discriminator, "discriminator", data, "algorithm.discriminator")}
-        self.gan = reg.build(cfg.gan_loss, kind="loss", path="algorithm.gan_loss")
+        self.image_size = size
+        data = {"image_size": size, "image_channels": ctx.channels, "channels": ctx.channels,
+                "landmark_channels": lm_ch, "num_attributes": self.num_attributes}
+        d_data = data if cfg.discriminator_conditioning == "full" else {**data, "landmark_channels": 0}
+        self.gan = build_slot(reg, cfg.gan_loss, role="gan-loss", path="algorithm.gan_loss")
+        full = cfg.discriminator_conditioning == "full"
+        probe = None if full else probe_discriminator(ctx.channels, size)
+        nets = {"G": self._build(reg, cfg.generator, "masked-generator", data, "algorithm.generator",
+                                 need={"conditioning": ("stage", "alpha")},
+                                 fix={"conditioning": "foam.algorithm grows its generator: use foam.generator "
+                                                      "(or a masked generator that takes stage and alpha)"}),
+                "D": self._build(reg, cfg.discriminator, "image-discriminator", d_data, "algorithm.discriminator",
+                                 need={"output": getattr(self.gan, "expects", None),
+                                       "conditioning": FULL_CONDITIONING if full else None},
+                                 fix={"conditioning": NONE_FIX}, probe=probe)}
         self.vgg = None
         if cfg.use_feature_loss and cfg.lambda_feat > 0:
             if ctx.channels != 3:
@@ -128,11 +167,15 @@ class FOAMAlgorithm(Algorithm):
         return nets
 
     @staticmethod
-    def _build(registry, spec: dict, kind: str, data: dict, path: str):
+    def _build(registry, spec: dict, role: str, data: dict, path: str, **checks):
         # the data decide sizes and channels, whatever a saved (fully resolved) config says
-        entry = registry.get(str(spec.get("type", "")), kind)
-        fields = attrs.fields_dict(entry.config) if entry.config is not None else {}
-        return registry.build({**spec, **{k: x for k, x in data.items() if k in fields}}, kind=kind, path=path)
+        try:
+            entry = registry.get(str(spec.get("type", "")))
+        except GenfwError:
+            entry = None   # build_slot says what is wrong
+        fields = attrs.fields_dict(entry.config) if entry is not None and entry.config is not None else {}
+        return build_slot(registry, {**spec, **{k: x for k, x in data.items() if k in fields}}, role=role,
+                          path=path, **checks)
 
     def build_optimizers(self, nets) -> dict:
         betas = (self.cfg.beta1, self.cfg.beta2)
@@ -152,12 +195,13 @@ class FOAMAlgorithm(Algorithm):
         self.pool: dict[str, torch.Tensor] = {}
         self.pool_px = size
 
-    def _pool_query(self, fake: torch.Tensor, lm: torch.Tensor | None, attrs_: torch.Tensor | None):
+    def _pool_query(self, fake: torch.Tensor, lm: torch.Tensor | None, attrs_: torch.Tensor | None,
+                    low_lm: torch.Tensor | None = None):
         """Completed images for D: each sample is, with probability pool_fraction once the pool is
         full, swapped with a random stored one (which the new sample replaces)."""
         n, size = len(fake), fake.shape[-1]
         if self.cfg.pool_size == 0:
-            return fake, lm, attrs_
+            return fake, lm, attrs_, low_lm
         if self.pool_px != size:  # completions of a coarser stage are not fakes of this one
             self._reset_pool(size)
         items = {"image": fake.detach()}
@@ -165,6 +209,8 @@ class FOAMAlgorithm(Algorithm):
             items["landmarks"] = lm.detach()
         if attrs_ is not None:
             items["attributes"] = attrs_.detach()
+        if low_lm is not None:
+            items["low_landmarks"] = low_lm.detach()
         out = {k: t.clone() for k, t in items.items()}
         for i in range(n):
             count = len(self.pool["image"]) if self.pool else 0
@@ -176,7 +222,7 @@ class FOAMAlgorithm(Algorithm):
                 for k, t in items.items():
                     out[k][i] = self.pool[k][j]
                     self.pool[k][j] = t[i]
-        return out["image"], out.get("landmarks"), out.get("attributes")
+        return out["image"], out.get("landmarks"), out.get("attributes"), out.get("low_landmarks")
 
     # --- forward ---------------------------------------------------------------------------------
     def _encode_landmarks(self, landmarks: torch.Tensor | None, size: int) -> torch.Tensor | None:
@@ -193,14 +239,37 @@ class FOAMAlgorithm(Algorithm):
             raise GenfwError(f"this FOAM model is conditioned on {self.num_attributes} attributes; pass attributes")
         return attributes.to(self.ctx.device).float().reshape(n, -1)
 
-    def _complete(self, image, mask, landmarks, attributes, st: Stage) -> dict:
+    def _condition(self, image, mask, landmarks, size: int, low: bool) -> dict:
+        """Everything G and D see at `size`, from the top level (the images' own size): target x,
+        observation obs (hole grey), mask, landmark maps; with low=True also the r-1 inputs when
+        they are not the plain average pooling that G and D apply themselves."""
+        cfg, top = self.cfg, image.shape[-1]
+        x_top = to_signed(image)
+        m_top = (mask > 0.5).to(x_top.dtype)
+        out = {"x": pool_to(x_top, size), "obs": pool_to((1 - m_top) * x_top, size),
+               "mask": mask_to(m_top, size, cfg.mask_pooling), "lmap": None, "low_mask": None, "low_lmap": None}
+        if self.encoder is not None:
+            if cfg.landmark_maps == "pooled":
+                out["lmap"] = pool_to(self._encode_landmarks(landmarks, top), size)
+            else:
+                out["lmap"] = self._encode_landmarks(landmarks, size)
+                if low:
+                    out["low_lmap"] = self._encode_landmarks(landmarks, size // 2)
+        if low and cfg.mask_pooling == "max":
+            out["low_mask"] = down_mask(out["mask"])
+        return out
+
+    def _complete(self, image, mask, landmarks, attributes, st: Stage, snapshot: bool = True) -> dict:
         size = 4 * 2 ** (st.stage - 1)
-        x = to_signed(pool_to(image, size))
-        m = (mask_to(mask, size) > 0.5).to(x.dtype)
-        lmap = self._encode_landmarks(landmarks, size)
-        a = self._attributes(attributes, len(x))
-        out = self.nets["G"](x, m, lmap, a, stage=st.stage, alpha=st.alpha)
-        return {"x": x, "mask": m, "lmap": lmap, "attr": a, **out}
+        growing = st.stage > 1 and st.alpha < 1.0
+        c = self._condition(image, mask, landmarks, size, growing)
+        a = self._attributes(attributes, len(c["x"]))
+        G = self.nets["G"]
+        if growing and snapshot and G.fixed_level != st.stage - 1:
+            G.freeze_previous(st.stage - 1)   # the stage trained so far becomes G^fixed_{r-1}
+        out = G(c["obs"], c["mask"], c["lmap"], a, stage=st.stage, alpha=st.alpha,
+                low_mask=c["low_mask"], low_landmarks=c["low_lmap"])
+        return {**c, "attr": a, **out}
 
     def prepare(self, batch: dict, step: int) -> dict:
         if batch.get("mask") is None:
@@ -210,19 +279,22 @@ class FOAMAlgorithm(Algorithm):
         image = batch["image"].to(dev)
         state = self._complete(image, batch["mask"].to(dev), batch.get("landmarks"), batch.get("attributes"), st)
         state["stage"], state["n"] = st, len(image)
-        # D judges completed images: generated hole, real context (the images a user gets)
-        state["completed"] = state["output"] * state["mask"] + state["x"] * (1 - state["mask"])
-        state["d_fake"] = self._pool_query(state["completed"], state["lmap"], state["attr"])
+        if self.cfg.d_input == "output":   # eq. 9-10: D judges G's output, context included
+            state["fake"] = state["output"]
+        else:                              # option: generated hole, real context (what a user gets)
+            state["fake"] = state["output"] * state["mask"] + state["x"] * (1 - state["mask"])
+        state["d_fake"] = self._pool_query(state["fake"], state["lmap"], state["attr"], state["low_lmap"])
         return state
 
-    def _d(self, image, lmap, st: Stage) -> dict:
-        return self.nets["D"](image, lmap, stage=st.stage, alpha=st.alpha)
+    def _d(self, image, lmap, st: Stage, low_lmap=None) -> dict:
+        return call_discriminator(self.nets["D"], self.cfg.discriminator_conditioning, image, lmap, low_lmap,
+                                  st.stage, st.alpha, self.image_size)
 
     def _d_loss(self, s: dict) -> dict:
         st = s["stage"]
-        real = self._d(s["x"], s["lmap"], st)
-        fake_img, fake_lm, _ = s["d_fake"]
-        fake = self._d(fake_img, fake_lm, st)
+        real = self._d(s["x"], s["lmap"], st, s["low_lmap"])
+        fake_img, fake_lm, _, fake_low = s["d_fake"]
+        fake = self._d(fake_img, fake_lm, st, fake_low)
         out = {"adv": self.gan.d(real["cls"], fake["cls"])}
         total = self.cfg.lambda_adv * out["adv"]
         if "attr" in real:
@@ -234,8 +306,8 @@ class FOAMAlgorithm(Algorithm):
     def _g_loss(self, s: dict) -> dict:
         cfg, st = self.cfg, s["stage"]
         target, output, m = to_unit(s["x"]), to_unit(s["output"]), s["mask"]
-        fake = self._d(s["completed"], s["lmap"], st)
-        real = self._d(s["x"], s["lmap"], st)
+        fake = self._d(s["fake"], s["lmap"], st, s["low_lmap"])
+        real = self._d(s["x"], s["lmap"], st, s["low_lmap"])
         terms = {"adv": self.gan.g(fake["cls"], real["cls"].detach())}
         total = cfg.lambda_adv * terms["adv"]
         if "attr" in fake:
@@ -261,18 +333,28 @@ class FOAMAlgorithm(Algorithm):
 
     # --- checkpointed state ----------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:
+        G = self.nets["G"]
         return {"images": self.images, "pool_px": self.pool_px,
-                "pool_count": int(len(self.pool["image"])) if self.pool else 0}
+                "pool_count": int(len(self.pool["image"])) if self.pool else 0,
+                "fixed_level": int(G.fixed_level) if G.fixed_state() else 0}
 
     def extra_tensors(self) -> dict[str, torch.Tensor]:
-        return {f"pool/{k}": t.detach().contiguous() for k, t in self.pool.items()}
+        out = {f"pool/{k}": t.detach().contiguous() for k, t in self.pool.items()}
+        # the growing stage's fixed G_{r-1}: not the current weights, so it must travel with the run
+        out.update({f"fixed/{k}": t.contiguous() for k, t in self.nets["G"].fixed_state().items()})
+        return out
 
     def load_extra(self, state: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
         self.images = int(state.get("images", 0))
         self._reset_pool(int(state.get("pool_px", 0)))
+        fixed = {}
         for k, t in tensors.items():
             if k.startswith("pool/"):
                 self.pool[k[5:]] = t.to(self.ctx.device).clone()
+            elif k.startswith("fixed/"):
+                fixed[k[6:]] = t
+        if fixed and int(state.get("fixed_level", 0)):
+            self.nets["G"].load_fixed(int(state["fixed_level"]), fixed)
 
     # --- capabilities ----------------------------------------------------------------------------
     def inpaint(self, images: torch.Tensor, masks: torch.Tensor, landmarks: torch.Tensor | None = None,
@@ -289,7 +371,7 @@ class FOAMAlgorithm(Algorithm):
         G.eval()
         try:
             with torch.no_grad():
-                res = self._complete(images, hole, landmarks, attributes, st)
+                res = self._complete(images, hole, landmarks, attributes, st, snapshot=False)
         finally:
             G.train(was)
         size = images.shape[-1]
@@ -313,16 +395,24 @@ class FOAMAlgorithm(Algorithm):
         G.eval()
         try:
             with torch.no_grad():
-                for level in range(2, self.progress().stage + 1):
-                    size = 4 * 2 ** (level - 1)
-                    x, m = to_signed(pool_to(images, size)), (mask_to(hole, size) > 0.5).to(images.dtype)
-                    lmap = self._encode_landmarks(landmarks, size)
-                    a = self._attributes(attributes, len(x))
-                    fr = G.filters(x, m, lmap, a, level)["read"]
-                    fw = G.write_filter(x, m, lmap, a, level)
+                for level, (fr, fw) in self.native_filters(images, hole, landmarks, attributes).items():
                     out[level] = tuple(F.interpolate(f, size=images.shape[-2:], mode="nearest") for f in (fr, fw))
         finally:
             G.train(was)
+        return out
+
+    def native_filters(self, images, hole, landmarks=None, attributes=None) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """Raw F_read / F_write of every grown level at the level's own size (no grad, no new snapshot)."""
+        G, out = self.nets["G"], {}
+        with torch.no_grad():
+            for level in range(2, self.progress().stage + 1):
+                size = 4 * 2 ** (level - 1)
+                c = self._condition(images, hole, landmarks, size, low=True)
+                a = self._attributes(attributes, len(c["x"]))
+                fr = G.read_filter(c["obs"], c["mask"], c["lmap"], a, level, c["low_mask"], c["low_lmap"],
+                                   snapshot=False)
+                fw = G.write_filter(c["obs"], c["mask"], c["lmap"], a, level)
+                out[level] = (fr, fw)
         return out
 
     def visualize(self, batch: dict, n: int) -> dict[str, torch.Tensor]:

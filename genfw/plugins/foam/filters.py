@@ -49,3 +49,23 @@ def foam_write(high: torch.Tensor, low: torch.Tensor, mask: torch.Tensor, write_
     context = alpha * high + (1 - alpha) * low_up
     hole = write_t * high + (1 - write_t) * low_up
     return context * (1 - mask) + hole * mask
+
+
+def mean_frequency(f: torch.Tensor) -> float:
+    """Power-weighted mean spatial frequency of maps N x 1 x H x W, in cycles per image side.
+
+    Each map's mean is removed (a constant filter has no frequency content and scores 0), the
+    power spectrum |FFT2|^2 weights the radial frequency sqrt(kx^2 + ky^2) (kx, ky in cycles per
+    image), and maps are averaged weighted by their power. Independent of the map's resolution,
+    so levels can be compared: a filter tracing fine detail scores higher than a smooth blob."""
+    x = f.detach().double()
+    x = x - x.mean(dim=(-2, -1), keepdim=True)
+    power = torch.fft.fft2(x).abs().pow(2)
+    h, w = x.shape[-2:]
+    ky = torch.fft.fftfreq(h, dtype=torch.float64) * h
+    kx = torch.fft.fftfreq(w, dtype=torch.float64) * w
+    radius = (ky[:, None] ** 2 + kx[None, :] ** 2).sqrt()
+    total = float(power.sum())
+    if total <= 1e-20:
+        return 0.0
+    return float((power * radius).sum()) / total

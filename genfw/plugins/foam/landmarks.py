@@ -94,6 +94,7 @@ class DotsConfig:
 class LandmarkSketch(nn.Module):
     """Polylines through the 68 points per facial part (jaw, brows, nose, closed eyes and lips)."""
 
+    roles = ("landmark-renderer",)
     out_channels = 1
 
     def __init__(self, cfg: SketchConfig | None = None) -> None:
@@ -108,6 +109,7 @@ class LandmarkSketch(nn.Module):
 class LandmarkDots(nn.Module):
     """One Gaussian dot per landmark."""
 
+    roles = ("landmark-renderer",)
     out_channels = 1
 
     def __init__(self, cfg: DotsConfig | None = None) -> None:

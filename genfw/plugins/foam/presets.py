@@ -1,8 +1,9 @@
 """Run presets: the paper's CelebA-HQ settings at 1024 / 512 (attributes) / 256 / 128 px, and a CPU default.
 
 Stage lengths are the paper's, in images: 600k at 4x4, then per level 300k growing (150k for 512 and
-1024 px) and 430k stabilising. Batch size is not given in the paper; 8 is used. Widths keep table 3's
-channels per resolution (16 at 1024 px, doubling per level down, capped at 512).
+1024 px) and 430k stabilising. Batch size is not given in the paper; 8 is used. Widths keep tables
+3-6's channels per resolution (32 at 1024 px, doubling per level down, capped at 512), so a 512 px
+model is the 1024 px network without its top level.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def _total_images(size: int, first: int, grow: list[int], stabilise: int) -> int
 
 
 def _paper(size: int, attributes: list[str], batch: int = 8) -> dict[str, Any]:
-    base = 16 * 1024 // size
+    base = 32 * 1024 // size
     grow = _grow(size)
     conditional = bool(attributes)
     data: dict[str, Any] = {"type": "core.celeba-hq", "image_size": size, "flip": True}
