@@ -92,3 +92,12 @@ def test_sample_lis_steps_on_a_model_without_lis_is_one_line(tmp_path):
     _run(MIXING / "introvae-decoder-as-gan.toml", run)
     bad = _genfw("sample", str(run), "--lis-steps", "1", "-o", str(tmp_path / "x.png"))
     assert bad.returncode == 2 and "has no LIS modules" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_foam_filter_trains_in_place_of_the_csa_layer(tmp_path):
+    logs = _run(MIXING / "csa-with-foam-filter.toml", tmp_path / "run")
+    assert "G/rec" in logs[-1] and logs[-1]["G/rec"] > 0
+    import tomllib
+
+    saved = tomllib.loads((tmp_path / "run" / "config.toml").read_text())
+    assert saved["algorithm"]["refine"]["attention"]["type"] == "foam.filter"

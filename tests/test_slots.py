@@ -79,6 +79,10 @@ MISFITS = [
     ("encoder of another latent size",
      ["--plugin", "introvae", "--set", 'algorithm.encoder={type = "core.dcgan-encoder", z_dim = 7}'],
      ["algorithm.encoder (core.dcgan-encoder)", "z_dim 7"]),
+    ("unconditioned discriminator behind FOAM without saying so",
+     ["--plugin", "foam", "--set", 'algorithm.discriminator={type = "csa.patch-discriminator"}'],
+     ["algorithm.discriminator (csa.patch-discriminator)", "passes alpha, landmarks, stage",
+      'discriminator_conditioning = "none"', "foam.discriminator"]),
     ("discriminator as the GAN loss",
      ["--config", "examples/mixing/lis-gan-vs-patchgan.toml", "--set", 'algorithm.loss={type = "csa.patch-discriminator"}'],
      ["algorithm.loss (csa.patch-discriminator)", "not a gan-loss", "core.hinge"]),
@@ -145,6 +149,20 @@ def test_refine_attention_slot_changes_only_hole_features_at_its_level():
     torch.testing.assert_close(seen["out"][known], seen["in"][known], rtol=0, atol=0)
     assert not torch.allclose(seen["out"][~known], seen["in"][~known])
     torch.testing.assert_close(seen["out"], layer(seen["in"], seen["mask"]))
+
+
+def test_foam_filter_in_refine_changes_only_hole_features_at_its_level():
+    seen = {}
+    net = _refine({"type": "foam.filter"})
+    net.csa.register_forward_hook(lambda m, inputs, out: seen.update(x=inputs[0], m=inputs[1], y=out))
+    x, mask = torch.rand(2, 6, 32, 32) * 2 - 1, torch.zeros(2, 1, 32, 32)
+    mask[:, :, 8:24, 8:24] = 1
+    net(x, mask).sum().backward()
+    assert net.csa.cfg.channels == seen["x"].shape[1] == 8  # the level's width reached the layer as a hint
+    known = seen["m"].expand_as(seen["x"]) == 0
+    torch.testing.assert_close(seen["y"][known], seen["x"][known], rtol=0, atol=0)
+    assert not torch.allclose(seen["y"][~known], seen["x"][~known])
+    assert all(p.grad is not None for p in net.csa.parameters())  # the filter heads train inside CSA's net
 
 
 def test_a_latent_transform_slot_puts_lis_in_front_of_prior_noise_only():

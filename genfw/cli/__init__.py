@@ -28,9 +28,19 @@ COMMAND_MODULES = (
 class GenfwGroup(click.Group):
     """Turns user mistakes (GenfwError, bad files) into one line on stderr and exit code 2."""
 
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.ClickException as exc:
+            _click_error(exc)
+            raise click.exceptions.Exit(exc.exit_code) from None
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.ClickException as exc:
+            _click_error(exc)
+            ctx.exit(exc.exit_code)
         except GenfwError as exc:
             if os.environ.get("GENFW_DEBUG"):
                 raise
@@ -44,11 +54,23 @@ class GenfwGroup(click.Group):
 
     def get_command(self, ctx, name):
         _add_plugin_commands(self)
+        if name != "plugins":  # `genfw plugins` must work in strict mode to show what failed
+            from genfw.registry import loaded
+
+            loaded()  # strict mode: one error listing every failed plugin
         return super().get_command(ctx, name)
 
     def list_commands(self, ctx):
         _add_plugin_commands(self)
         return super().list_commands(ctx)
+
+
+def _click_error(exc: click.ClickException) -> None:
+    """click's own errors (bad option, missing argument) spelled like ours: `error: ...`."""
+    if isinstance(exc, click.UsageError) and exc.ctx is not None:
+        click.echo(exc.ctx.get_usage(), err=True)
+        click.echo(f"Try '{exc.ctx.command_path} {exc.ctx.help_option_names[0]}' for help.", err=True)
+    click.echo(f"error: {exc.format_message()}", err=True)
 
 
 _plugin_commands_added = False
@@ -61,13 +83,9 @@ def _add_plugin_commands(group: click.Group) -> None:
         return
     _plugin_commands_added = True
     from genfw.registry import loaded
+    from genfw.registry.manager import add_plugin_commands
 
-    state = loaded()
-    for impl in state.pm.hook.register_commands.get_hookimpls():
-        try:
-            impl.function(cli=group)
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
-            click.echo(f"warning: plugin {impl.plugin_name!r} failed to add commands: {exc}", err=True)
+    add_plugin_commands(group, loaded(allow_failures=True))
 
 
 def _disable(ctx, param, values):

@@ -13,31 +13,79 @@ def _registry():
     return loaded().registry
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """"256" -> (256, 256); "300x451" -> (width 300, height 451)."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        dims = [int(p) for p in parts]
+    except ValueError:
+        dims = []
+    if len(dims) not in (1, 2) or not all(4 <= d <= 8192 for d in dims):
+        from genfw.core.errors import GenfwError
+
+        raise GenfwError(f"--size expects S or WxH with sides 4..8192 (e.g. 256 or 300x451), got {text!r}")
+    return (dims[0], dims[-1])
+
+
+def _is_folder_target(out: str) -> bool:
+    from pathlib import Path
+
+    from genfw.core.images import IMAGE_SUFFIXES
+
+    p = Path(out).expanduser()
+    return p.is_dir() or p.suffix.lower() not in IMAGE_SUFFIXES
+
+
+def write_masks(masks, out: str) -> str:
+    """A grid PNG (one mask: the mask itself), or one file per mask when OUT is a folder."""
+    from pathlib import Path
+
+    from genfw.core.images import save_grid, save_image
+
+    if _is_folder_target(out):
+        root = Path(out).expanduser()
+        for i, m in enumerate(masks):
+            save_image(m, root / f"mask-{i:04d}.png")
+        return f"{root}/mask-0000.png ... mask-{len(masks) - 1:04d}.png"
+    n = len(masks)
+    # one mask is written as-is, so it can be fed straight to `genfw inpaint`
+    return str(save_grid(masks, out, nrow=min(8, n)) if n > 1 else save_image(masks[0], out))
+
+
 @click.command("masks")
 @click.option("--kind", "kind", default="irregular", show_default=True,
               help="Any registered mask generator (see `genfw components`).")
-@click.option("-n", "count", default=16, show_default=True, type=click.IntRange(1, 1024), help="Masks to draw.")
-@click.option("--size", default=256, show_default=True, type=click.IntRange(4, 8192), help="Mask side in pixels.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the mask generator.")
+@click.option("-n", "count", default=16, show_default=True, type=click.IntRange(1, 100_000), help="Masks to draw.")
+@click.option("--size", default="256", show_default=True, metavar="S|WxH",
+              help="Mask size in pixels: a side (square) or width x height, e.g. 300x451.")
+@click.option("--like", "like", default=None, metavar="IMAGE", help="Make the masks the size of this image.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the mask stream (mask i depends on seed and i).")
 @click.option("--set", "options", multiple=True, metavar="KEY=VALUE",
               help="Mask option, e.g. --set ratio=[0.2,0.3] or --set root=masks/ (repeatable).")
-@click.option("-o", "--out", default="masks.png", show_default=True, help="Output PNG grid.")
-def masks_cmd(kind: str, count: int, size: int, seed: int, options: tuple[str, ...], out: str) -> None:
-    """Render example masks (white = hole) as a grid (or one mask file with -n 1), with their hole ratios."""
-    import torch
-
+@click.option("-o", "--out", default="masks.png", show_default=True,
+              help="Output PNG grid, or a folder (no image suffix): one file per mask, for core.folder.")
+def masks_cmd(kind: str, count: int, size: str, like: str | None, seed: int, options: tuple[str, ...], out: str) -> None:
+    """Render example masks (white = hole) as a grid (or one mask file with -n 1, or N files in a folder)."""
     from genfw.core.config import apply_overrides
-    from genfw.core.images import save_grid, save_image
-    from genfw.core.masks import hole_ratio
+    from genfw.core.masks import draw, hole_ratio
 
+    width, height = parse_size(size)
+    if like:
+        from PIL import Image, UnidentifiedImageError
+
+        from genfw.core.errors import GenfwError
+
+        try:
+            with Image.open(like) as im:
+                width, height = im.size
+        except (FileNotFoundError, UnidentifiedImageError, OSError) as exc:
+            raise GenfwError(f"--like {like}: cannot read the image ({exc})") from None
     spec = apply_overrides({"type": kind}, list(options))
     gen = _registry().build(spec, kind="mask", path="mask")
-    g = torch.Generator().manual_seed(seed)
-    m = gen(count, size, size, generator=g)
-    # one mask is written as-is, so it can be fed straight to `genfw inpaint`
-    path = save_grid(m, out, nrow=min(8, count)) if count > 1 else save_image(m[0], out)
+    m = draw(gen, count, height, width, seed=seed)
+    where = write_masks(m, out)
     r = hole_ratio(m)
-    click.echo(f"wrote {count} {kind} masks to {path} (hole ratio min {float(r.min()):.3f}, "
+    click.echo(f"wrote {count} {kind} masks of {width}x{height} to {where} (hole ratio min {float(r.min()):.3f}, "
                f"mean {float(r.mean()):.3f}, max {float(r.max()):.3f})")
 
 
@@ -60,6 +108,7 @@ def weights_list(as_json: bool) -> None:
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         click.echo(f"{r['name']:<{width}}  {r['status']:<9}  {r['path'] or '-'}")
+        click.echo(f"{'':<{width}}  licence: {r.get('licence') or 'not stated'}")
     click.echo(f"cache: {cache_dir()}")
 
 

@@ -160,7 +160,14 @@ def parse_value(text: str) -> Any:
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: list[str]) -> dict:
+    """Apply `--set key.path=value` items in order.
+
+    Setting a component's `type` to a different component replaces its table, as a config file
+    with a new `type` does: the old component's options do not leak into the new one. Keys set by
+    earlier `--set` items in that table are kept.
+    """
     out = copy.deepcopy(dict(data))
+    written: set[tuple[str, ...]] = set()
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value (e.g. train.steps=100), got {item!r}")
@@ -176,7 +183,14 @@ def apply_overrides(data: Mapping[str, Any], overrides: list[str]) -> dict:
             elif not isinstance(nxt, dict):
                 raise ConfigError(f"--set {key}: '{'.'.join(parts[:i + 1])}' is a value, not a table")
             node = nxt
-        node[parts[-1]] = parse_value(text.strip())
+        value = parse_value(text.strip())
+        if parts[-1] == "type" and "type" in node and node["type"] != value:
+            prefix = tuple(parts[:-1])
+            for k in list(node):
+                if not any(w[:len(prefix) + 1] == prefix + (k,) for w in written):
+                    del node[k]
+        node[parts[-1]] = value
+        written.add(tuple(parts))
     return out
 
 
@@ -243,10 +257,10 @@ def preset_config(registry, plugin: str, preset: str = "default") -> dict:
     return deep_merge({"plugin": plugin, "preset": preset}, entry.value)
 
 
-def build_run_config(registry, plugin: str | None = None, preset: str | None = None,
-                     config_file: str | None = None, overrides: list[str] | tuple[str, ...] = (),
-                     extra: Mapping[str, Any] | None = None) -> tuple[RunConfig, dict]:
-    """preset <- config file <- --set overrides <- CLI flags, then validated."""
+def raw_run_config(registry, plugin: str | None = None, preset: str | None = None,
+                   config_file: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+                   extra: Mapping[str, Any] | None = None) -> dict:
+    """preset <- config file <- --set overrides <- CLI flags: what the sources wrote, unvalidated."""
     raw: dict = {}
     file_data = load_toml(config_file) if config_file else {}
     plugin = plugin or file_data.get("plugin")
@@ -258,4 +272,11 @@ def build_run_config(registry, plugin: str | None = None, preset: str | None = N
     raw = apply_overrides(raw, list(overrides))
     if extra:
         raw = deep_merge(raw, extra)
-    return resolve_run(raw, registry)
+    return raw
+
+
+def build_run_config(registry, plugin: str | None = None, preset: str | None = None,
+                     config_file: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+                     extra: Mapping[str, Any] | None = None) -> tuple[RunConfig, dict]:
+    """preset <- config file <- --set overrides <- CLI flags, then validated."""
+    return resolve_run(raw_run_config(registry, plugin, preset, config_file, overrides, extra), registry)

@@ -27,5 +27,6 @@ class MissingWeightsError(GenfwError):
 
 def suggest(word: str, choices: Iterable[str], n: int = 3) -> str:
     """' (did you mean: a, b?)' or '' when nothing is close."""
-    close = difflib.get_close_matches(word, list(choices), n=n, cutoff=0.5)
+    unique = list(dict.fromkeys(choices))  # callers often pass full and short names that coincide
+    close = difflib.get_close_matches(word, unique, n=n, cutoff=0.5)
     return f" (did you mean: {', '.join(close)}?)" if close else ""

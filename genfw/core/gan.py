@@ -193,10 +193,10 @@ class GANAlgorithm(Algorithm):
         return build_slot(ctx.registry, self.slot_spec(ctx, "discriminator"), role="image-discriminator",
                           path="algorithm.discriminator", hints=self.network_defaults(ctx),
                           need={"output": expects},
-                          fix={"output": ("the loss takes probabilities: set algorithm.loss.from_probabilities "
-                                          '= false, or wrap D: {type = "core.probabilities", discriminator = {...}}')
+                          fix={"output": ("the loss takes logits: use core.bce with from_probabilities = true, "
+                                          "or a discriminator that outputs logits")
                                if expects == "logits" else
-                               ('set algorithm.loss.from_probabilities = true (core.bce), or wrap D: '
+                               ('set algorithm.loss.from_probabilities = false, or wrap D: '
                                 '{type = "core.probabilities", discriminator = {...}}')},
                           probe=probe_discriminator(ctx.channels, ctx.image_size))
 

@@ -1,8 +1,12 @@
 """Hole masks (1 = hole, 0 = known): generators registered as kind `mask`, plus validation helpers.
 
 Every generator is a callable ``gen(n, h, w, generator=None) -> N x 1 x H x W float32 {0, 1}``.
-All randomness comes from the torch.Generator passed in (the trainer seeds it), so a resumed run
-draws the same masks as an uninterrupted one.
+The built-in ones are also *indexed*: ``gen(n, h, w, indices=[...], seed=S)`` makes mask i a pure
+function of (S, indices[i]), and hole-ratio bins are assigned by the index, not by the position in
+a call. ``draw(gen, n, h, w, seed=S, start=k)`` is what the trainer and `genfw eval` call: masks
+k .. k+n-1 of the stream S, so they are the same whatever the batch size, and a resumed run draws
+the same masks as an uninterrupted one. A third-party generator without `indices` gets one
+torch.Generator per mask, seeded from (S, index).
 """
 from __future__ import annotations
 
@@ -127,8 +131,29 @@ def _seed_from(generator: torch.Generator | None) -> int:
     return int(torch.randint(0, 2**62, (1,), generator=generator).item())
 
 
-def _uniform(generator, low: float, high: float, n: int) -> torch.Tensor:
-    return low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
+def mask_rng(seed: int, index: int) -> np.random.Generator:
+    """The random stream of mask `index` of the mask stream `seed` (independent of any batching)."""
+    return np.random.default_rng([int(seed) % 2**63, int(index) % 2**63, 0x4D41534B])
+
+
+def _indices(n: int, indices, seed, generator) -> tuple[list[int], int]:
+    """(indices, seed) of a call: given ones, or 0..n-1 of a stream whose seed comes from `generator`."""
+    if indices is None:
+        return list(range(n)), _seed_from(generator) if seed is None else int(seed)
+    idx = [int(i) for i in indices]
+    if len(idx) != n:
+        raise ValueError(f"{len(idx)} indices for {n} masks")
+    return idx, 0 if seed is None else int(seed)
+
+
+def draw(gen, n: int, h: int, w: int, *, seed: int, start: int = 0) -> torch.Tensor:
+    """Masks start .. start+n-1 of the stream `seed`: each depends on (seed, its index) only."""
+    indices = range(start, start + n)
+    if getattr(gen, "indexed", False):
+        return gen(n, h, w, indices=indices, seed=seed)
+    out = [gen(1, h, w, generator=torch.Generator().manual_seed(int(mask_rng(seed, i).integers(2**62))))
+           for i in indices]
+    return torch.cat(out) if out else torch.zeros(0, 1, h, w)
 
 
 def _range2(name: str, lo: float, hi: float):
@@ -147,10 +172,13 @@ class CenterConfig:
 class CenterMask:
     """A centred rectangle covering `fraction` of each side (a square on square images)."""
 
+    indexed = True
+
     def __init__(self, cfg: CenterConfig) -> None:
         self.fraction = cfg.fraction
 
-    def __call__(self, n: int, h: int, w: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(self, n: int, h: int, w: int, generator: torch.Generator | None = None, *,
+                 indices=None, seed: int | None = None) -> torch.Tensor:
         mh, mw = max(1, round(h * self.fraction)), max(1, round(w * self.fraction))
         top, left = (h - mh) // 2, (w - mw) // 2
         m = torch.zeros(n, 1, h, w)
@@ -168,24 +196,28 @@ class RandomRectConfig:
 class RandomRectMask:
     """One axis-aligned rectangle per image: area fraction uniform in `area`, aspect log-uniform."""
 
+    indexed = True
+
     def __init__(self, cfg: RandomRectConfig) -> None:
         self.area = tuple(cfg.area)
         self.aspect = tuple(cfg.aspect)
 
-    def __call__(self, n: int, h: int, w: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        area = _uniform(generator, *self.area, n)
-        log_ar = _uniform(generator, math.log(self.aspect[0]), math.log(self.aspect[1]), n)
-        pos = torch.rand(n, 2, generator=generator, dtype=torch.float64)
+    def __call__(self, n: int, h: int, w: int, generator: torch.Generator | None = None, *,
+                 indices=None, seed: int | None = None) -> torch.Tensor:
+        idx, seed = _indices(n, indices, seed, generator)
         m = torch.zeros(n, 1, h, w)
-        for i in range(n):
-            target = float(area[i]) * h * w
-            ar = math.exp(float(log_ar[i]))  # width / height
+        for i, k in enumerate(idx):
+            rng = mask_rng(seed, k)
+            area = rng.uniform(*self.area)
+            ar = math.exp(rng.uniform(math.log(self.aspect[0]), math.log(self.aspect[1])))  # width / height
+            pos = rng.random(2)
+            target = float(area) * h * w
             rh = min(h, max(1, round(math.sqrt(target / ar))))
             rw = min(w, max(1, round(target / rh)))
             if rw == w and rh < h:  # clipped in width: give the lost area back to the height
                 rh = min(h, max(1, round(target / rw)))
-            top = int(float(pos[i, 0]) * (h - rh + 1))
-            left = int(float(pos[i, 1]) * (w - rw + 1))
+            top = int(float(pos[0]) * (h - rh + 1))
+            left = int(float(pos[1]) * (w - rw + 1))
             m[i, 0, top:top + rh, left:left + rw] = 1.0
         return m
 
@@ -203,11 +235,13 @@ class IrregularMask:
     """Free-form brush strokes (random walks of thick line segments) until the hole ratio hits a target.
 
     Each mask draws a target ratio uniformly inside `ratio` (or, with `bins > 0`, inside bin
-    ``i % bins`` for mask i, so every batch holds the same number of masks per bin) and adds strokes
-    until the target is reached; a stroke that overshoots the range is undone and retried thinner.
+    ``index % bins`` for the mask of that index, so any run of consecutive indices, whatever the
+    batch size, holds the bins in equal counts) and adds strokes until the target is reached; a
+    stroke that overshoots the range is undone and retried thinner.
     """
 
     max_strokes = 400
+    indexed = True
 
     def __init__(self, cfg: IrregularConfig) -> None:
         self.ratio = (float(cfg.ratio[0]), float(cfg.ratio[1]))
@@ -215,12 +249,13 @@ class IrregularMask:
         self.vertices = (int(cfg.vertices[0]), int(cfg.vertices[1]))
         self.bin_edges = ratio_bins(*self.ratio, cfg.bins) if cfg.bins else [self.ratio]
 
-    def __call__(self, n: int, h: int, w: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        rng = np.random.default_rng(_seed_from(generator))
+    def __call__(self, n: int, h: int, w: int, generator: torch.Generator | None = None, *,
+                 indices=None, seed: int | None = None) -> torch.Tensor:
+        idx, seed = _indices(n, indices, seed, generator)
         out = torch.zeros(n, 1, h, w)
-        for i in range(n):
-            lo, hi = self.bin_edges[i % len(self.bin_edges)]
-            out[i, 0] = torch.from_numpy(self._one(rng, h, w, lo, hi))
+        for i, k in enumerate(idx):
+            lo, hi = self.bin_edges[k % len(self.bin_edges)]
+            out[i, 0] = torch.from_numpy(self._one(mask_rng(seed, k), h, w, lo, hi))
         return out
 
     def _one(self, rng: np.random.Generator, h: int, w: int, lo: float, hi: float) -> np.ndarray:
@@ -239,7 +274,7 @@ class IrregularMask:
                 self._stroke(ImageDraw.Draw(trial), rng, h, w, side, scale)
                 arr = np.asarray(trial, dtype=np.uint8)
                 new_ratio = float((arr > 0).mean())
-                if new_ratio <= hi + step / 2:
+                if new_ratio < hi:  # strictly inside the bin: its measured ratio must bin where it was drawn
                     canvas, ratio = trial, new_ratio
                     break
                 scale *= 0.5
@@ -316,16 +351,20 @@ class FolderMask:
     def __len__(self) -> int:
         return len(self.masks)
 
-    def __call__(self, n: int, h: int, w: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        idx = torch.randint(0, len(self.masks), (n,), generator=generator)
-        flips = torch.randint(0, 2, (n, 2), generator=generator)
+    indexed = True
+
+    def __call__(self, n: int, h: int, w: int, generator: torch.Generator | None = None, *,
+                 indices=None, seed: int | None = None) -> torch.Tensor:
+        idx, seed = _indices(n, indices, seed, generator)
         out = torch.empty(n, 1, h, w)
-        for i in range(n):
-            m = self.masks[int(idx[i])].unsqueeze(0)
+        for i, k in enumerate(idx):
+            rng = mask_rng(seed, k)
+            m = self.masks[int(rng.integers(len(self.masks)))].unsqueeze(0)
             m = F.interpolate(m, size=(h, w), mode="nearest")
-            if self.flip and flips[i, 0]:
+            flip_x, flip_y = rng.integers(0, 2, 2)
+            if self.flip and flip_x:
                 m = m.flip(-1)
-            if self.flip and flips[i, 1]:
+            if self.flip and flip_y:
                 m = m.flip(-2)
             out[i] = m[0]
         return out
@@ -343,6 +382,6 @@ def register(registry) -> None:
 
 
 __all__ = [
-    "hole_ratio", "ratio_bins", "bin_index", "binarize", "validate_mask", "read_mask", "load_mask",
+    "draw", "mask_rng", "hole_ratio", "ratio_bins", "bin_index", "binarize", "validate_mask", "read_mask", "load_mask",
     "CenterMask", "RandomRectMask", "IrregularMask", "FolderMask", "register",
 ]

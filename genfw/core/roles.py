@@ -187,8 +187,10 @@ def fits(registry, role: str, exclude: str = "", need: Mapping[str, Any] | None 
         if role not in getattr(e, "roles", ()) or e.name == exclude:
             continue
         static = getattr(e, "traits", {}) or {}
-        if need and any((k in static or isinstance(v, tuple)) and not _meets(k, static.get(k), v)
-                        for k, v in need.items()):
+        # a tuple ("one of") or a conditioning need must be met by a declared trait; others only
+        # exclude what contradicts them
+        if need and any((k in static or isinstance(v, tuple) or k == "conditioning")
+                        and not _meets(k, static.get(k), v) for k, v in need.items()):
             continue
         if not set(static.get("requires", ())) <= given:
             continue
@@ -196,8 +198,9 @@ def fits(registry, role: str, exclude: str = "", need: Mapping[str, Any] | None 
     return out
 
 
-def _fits_text(registry, role: str, exclude: str = "", need: Mapping[str, Any] | None = None) -> str:
-    names = fits(registry, role, exclude, need)
+def _fits_text(registry, role: str, exclude: str = "", need: Mapping[str, Any] | None = None,
+               provides: Iterable[str] | None = None) -> str:
+    names = fits(registry, role, exclude, need, provides)
     return f"; components that fit: {', '.join(names)}" if names else f"; no registered component is a {role}"
 
 
@@ -240,7 +243,7 @@ def check_traits(module: Any, need: Mapping[str, Any], *, path: str, name: str, 
                 raise ConfigError(
                     f"{path} ({name}): this slot passes {', '.join(missing)} but the {role} does not take "
                     f"{'it' if len(missing) == 1 else 'them'}" + (f"; {hint}" if hint else "")
-                    + (_fits_text(registry, role, name, {key: want}) if registry else ""))
+                    + (_fits_text(registry, role, name, {key: want}, provides=want) if registry else ""))
             continue
         if have is None or have == want or (key == "output_range" and have == "unbounded"):
             continue  # undeclared traits are not guessed

@@ -35,6 +35,7 @@ from genfw.core.config import RunConfig, dump_toml
 from genfw.core.errors import GenfwError
 from genfw.core.images import save_grid
 from genfw.core.step import NonFiniteLossError, run_step
+from genfw.registry.licences import record_licences
 
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
@@ -120,27 +121,44 @@ def _allow_random_weights(cfg: RunConfig) -> bool:
     return bool(getattr(cfg, "allow_random_weights", False)) or env
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """A run stopped by a signal after saving its checkpoint; the CLI exits 128 + signum."""
+
+    def __init__(self, signum: int, checkpoint, message: str) -> None:
+        super().__init__(message)
+        self.signum, self.checkpoint = signum, checkpoint
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+# SIGTERM (kill, schedulers, docker stop) and SIGHUP (a closed terminal) mean "stop" as Ctrl-C does
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
 class _StopFlag:
-    """SIGINT handler: the first Ctrl-C asks for a checkpoint at the next step boundary; a second
-    one interrupts at once (no checkpoint)."""
+    """The first SIGINT / SIGTERM / SIGHUP asks for a checkpoint at the next step boundary; a
+    second one interrupts at once (no checkpoint)."""
 
     def __init__(self) -> None:
-        self.requested = False
-        self._old = None
+        self.requested = 0  # the signal number asked for, 0 = none
+        self._old: dict = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
+            for sig in STOP_SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested = int(signum)
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
         return False
 
 
@@ -192,6 +210,7 @@ class Trainer:
         facts = _dataset_facts(dataset)
         self.mask_fn = self.registry.build(cfg.mask, kind="mask", path="mask") if cfg.mask else None
         self.mask_rng = torch.Generator().manual_seed(cfg.seed * 2 + 1 + 7919 * d.rank)
+        self.mask_seed = cfg.seed * 2 + 1
         self.context = {**facts, "has_mask": bool(cfg.mask), "total_steps": t.steps,
                         "batch_size": t.batch_size, "allow_random_weights": _allow_random_weights(cfg),
                         "out_dir": str(self.out)}
@@ -220,6 +239,7 @@ class Trainer:
                 print(f"no checkpoint in {self.ckpt_root}; starting from step 0", file=sys.stderr)
         if d.is_main:
             (self.out / "config.toml").write_text(dump_toml(self.resolved))
+            record_licences(self.out, self.resolved, self.registry)
             self._trim_log()
 
         self.order = ddp.GlobalOrder(len(dataset), t.batch_size, cfg.seed, d.rank, d.world_size)
@@ -231,7 +251,19 @@ class Trainer:
         return self._loop(iter(loader))
 
     # ---------------------------------------------------------------------------------------------
+    def _check_same_run(self, path: Path) -> None:
+        """Resuming with another plugin / algorithm would fail deep in weight loading: say so first."""
+        saved = ckpt_mod.read_state(path).get("config", {})
+        mine = str(self.cfg.algorithm.get("type", ""))
+        theirs = str((saved.get("algorithm") or {}).get("type", ""))
+        if theirs and mine != theirs:
+            who = f"plugin {saved.get('plugin')!r}" + (f", preset {saved.get('preset')!r}" if saved.get("preset") else "") \
+                if saved.get("plugin") else f"algorithm {theirs!r}"
+            raise GenfwError(f"{self.out} was trained by {who} ({theirs}), not {mine}; resume it with its own "
+                             f"config: {resume_command(self.out)} (uses {self.out / 'config.toml'})")
+
     def _restore(self, path: Path) -> None:
+        self._check_same_run(path)
         try:
             state = ckpt_mod.load_checkpoint(path, self.algo, scaler=self.scaler,
                                              generators={"mask": self.mask_rng})
@@ -323,8 +355,15 @@ class Trainer:
                     v = v.contiguous(memory_format=torch.channels_last)
             batch[k] = v
         if self.mask_fn is not None:
+            from genfw.core.masks import draw
+
             img = batch["image"]
-            m = self.mask_fn(img.shape[0], img.shape[-2], img.shape[-1], generator=self.mask_rng)
+            n = img.shape[0]
+            # mask k of the run is a function of (seed, k): bins stay balanced at any batch size.
+            # k counts along the data stream (this rank's block of the step), so masks also carry
+            # on without repeats when a run resumes on another number of processes
+            start = self.stream + self.dist.rank * n
+            m = draw(self.mask_fn, n, img.shape[-2], img.shape[-1], seed=self.mask_seed, start=start)
             m = m.to(self.device, dtype=img.dtype)
             batch["mask"] = m.contiguous(memory_format=torch.channels_last) if cl else m
         return batch
@@ -440,8 +479,8 @@ class Trainer:
                             shown = {k: f"{v:.3g}" for k, v in list(mean.items())[:6]}
                             bar.set_postfix({**shown, "img/s": f"{rate:.1f}"}, refresh=False)
 
-                    if main and t.sample_every and self.step % t.sample_every == 0:
-                        self._samples(batch)
+                    if main and t.sample_every and (self.step % t.sample_every == 0 or self.step == t.steps):
+                        self._samples(batch)  # the final step always leaves a grid of the final weights
 
                     stop_now = stop.requested
                     due = (t.checkpoint_every and self.step % t.checkpoint_every == 0) or self.step == t.steps
@@ -454,10 +493,12 @@ class Trainer:
                         last_ckpt_time = time.time()
                     if stop_now:
                         bar.close()
+                        name = signal.Signals(stop_now).name
+                        msg = (f"{name}: stopped at step {self.step} of {t.steps}; checkpoint "
+                               f"{self.last_checkpoint}\nresume with: {resume_command(self.out)}")
                         if main:
-                            print(f"interrupted at step {self.step}; checkpoint {self.last_checkpoint}; "
-                                  "continue with --resume", file=sys.stderr)
-                        raise KeyboardInterrupt
+                            print(msg, file=sys.stderr)
+                        raise TrainingInterrupted(stop_now, self.last_checkpoint, msg)
         finally:
             bar.close()
             if log_f is not None:
@@ -477,6 +518,12 @@ class Trainer:
         return {"steps": self.step, "images": self.images, "seconds": round(duration, 3),
                 "images_per_s": images / duration if duration > 0 else 0.0, "out": str(self.out),
                 "checkpoint": str(self.last_checkpoint or ""), "losses": dict(logs)}
+
+
+def resume_command(out: Path) -> str:
+    import shlex
+
+    return f"genfw run --resume --out {shlex.quote(str(out))}"
 
 
 def train(cfg: RunConfig, resolved: dict, registry, resume: bool = False, progress: bool = True) -> dict:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from genfw.core.errors import GenfwError
-from genfw.core.weights import VGG16_CONV_INDICES, load_tensors
+from genfw.core.weights import ASSETS, VGG16_CONV_INDICES, load_tensors
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +87,12 @@ class VGG16Features(nn.Module):
         if isinstance(weights, Mapping):
             sd = dict(weights)
         else:
+            name = str(weights)
+            if name not in ASSETS and not path:
+                # a config value like `vgg_weights = "~/vgg16-397923af.pth"`: a file of the VGG-16 asset
+                name, path = "vgg16-imagenet", name
             try:
-                sd = load_tensors(str(weights), path)
+                sd = load_tensors(name, path)
             except GenfwError:
                 if not allow_random:
                     raise

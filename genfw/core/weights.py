@@ -42,6 +42,7 @@ class Asset:
     help: str = ""
     key_filter: Callable[[str], bool] | None = None  # tensors kept on conversion
     validate: Callable[[dict], None] | None = None   # raises GenfwError on a wrong file
+    licence: str = ""  # of the weights (not the code that loads them); recorded by runs that use them
 
 
 def _check_vgg16(sd: dict) -> None:
@@ -62,19 +63,24 @@ ASSETS: dict[str, Asset] = {a.name: a for a in (
     Asset("vgg16-imagenet", "tensors", "vgg16-imagenet.safetensors", ("vgg16-397923af.pth",),
           "https://download.pytorch.org/models/vgg16-397923af.pth",
           "torchvision VGG-16 ImageNet conv stack (perceptual / consistency losses)",
-          key_filter=lambda k: k.startswith("features."), validate=_check_vgg16),
+          key_filter=lambda k: k.startswith("features."), validate=_check_vgg16,
+          licence="BSD-3-Clause (torchvision); trained on ImageNet, whose terms are non-commercial"),
     Asset("inception-fid", "tensors", "inception-fid.safetensors", ("weights-inception-2015-12-05-6726825d.pth",),
           "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
-          "torch-fidelity's FID Inception-v3 (TF 2015-12-05 port)", validate=_check_nonempty),
+          "torch-fidelity's FID Inception-v3 (TF 2015-12-05 port)", validate=_check_nonempty,
+          licence="Apache-2.0 (torch-fidelity; TensorFlow Inception weights)"),
     Asset("fan-2d", "tensors", "fan-2d.safetensors", ("2DFAN4-11f355bf06.pth.tar",),
           "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar",
-          "face-alignment's 2D-FAN-4 68-point landmark network", validate=_check_nonempty),
+          "face-alignment's 2D-FAN-4 68-point landmark network", validate=_check_nonempty,
+          licence="BSD-3-Clause (face-alignment); trained on 300W-LP: non-commercial research use"),
     Asset("s3fd", "tensors", "s3fd.safetensors", ("s3fd-619a316812.pth",),
           "https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth",
-          "face-alignment's S3FD face detector (used before FAN)", validate=_check_nonempty),
+          "face-alignment's S3FD face detector (used before FAN)", validate=_check_nonempty,
+          licence="BSD-3-Clause (face-alignment); trained on WIDER FACE: non-commercial research use"),
     Asset("dlib-68", "file", "shape_predictor_68_face_landmarks.dat", (),
           "http://dlib.net/files/shape_predictor_68_face_landmarks.dat.bz2",
-          "dlib's 68-point shape predictor (iBUG order; ships in face-recognition-models)"),
+          "dlib's 68-point shape predictor (iBUG order; ships in face-recognition-models)",
+          licence="non-commercial: trained on iBUG 300-W, whose licence excludes commercial use"),
 )}
 
 
@@ -153,17 +159,23 @@ def locate(name: str, path: str | Path = "") -> tuple[Path | None, str]:
     return None, "missing"
 
 
+# Assets this process resolved: a run records their licences (genfw.registry.licences).
+USED: set[str] = set()
+
+
 def resolve(name: str, path: str | Path = "", download: bool | None = None) -> Path:
     """The file for asset `name`; MissingWeightsError (one line, how to provide it) when not found."""
     asset = get_asset(name)
     found, source = locate(name, path)
     if found is not None:
+        USED.add(name)
         return found
     if path:
         raise MissingWeightsError(f"{asset.name}: {source}")
     if download is None:
         download = os.environ.get("GENFW_DOWNLOAD", "") not in ("", "0", "false")
     if download:
+        USED.add(name)
         return fetch(name)
     extra = f"; {source}" if source.startswith("package") else ""
     raise MissingWeightsError(f"pretrained weights {asset.name!r} not found offline{extra}; {how_to_provide(asset)}")
@@ -332,7 +344,7 @@ def status() -> list[dict[str, str]]:
         path, source = locate(name)
         rows.append({"name": name, "status": source if path is not None else "missing",
                      "path": str(path) if path is not None else (source if source != "missing" else ""),
-                     "help": asset.help})
+                     "help": asset.help, "licence": asset.licence})
     return rows
 
 

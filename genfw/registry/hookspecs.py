@@ -1,5 +1,13 @@
-"""The hooks a genfw plugin can implement."""
+"""The hooks a genfw plugin can implement, and the version of that plugin API.
+
+API_VERSION is semver for what plugins see (these hooks, the Registrar, the names in `genfw.api`):
+a minor bump adds, a major bump removes or changes. A hook on its way out keeps working for one
+major version with ``@hookspec(warn_on_impl=DeprecationWarning(...))``: pluggy then warns when a
+plugin implementing it is registered, and `genfw plugins` shows the warning on that plugin's row.
+"""
 import pluggy
+
+API_VERSION = "1.0"
 
 hookspec = pluggy.HookspecMarker("genfw")
 hookimpl = pluggy.HookimplMarker("genfw")

@@ -1,7 +1,9 @@
 """The third-party template in examples/ (pip-installed by CI) behaves like any plugin."""
+import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,10 +16,21 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+# The template's own tests (examples/genfw-example-plugin/tests) run here too, so CI keeps them green.
+_spec = importlib.util.spec_from_file_location(
+    "genfw_example_template_tests",
+    Path(__file__).resolve().parents[2] / "examples" / "genfw-example-plugin" / "tests" / "test_example_plugin.py")
+_template = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_template)
+test_template_short_run_samples_span_the_data_range = _template.test_short_run_samples_span_the_data_range
+test_template_span_check_catches_grey_samples = _template.test_the_span_check_catches_grey_samples
+test_template_range_mismatch_is_refused = _template.test_range_mismatch_is_refused
+
+
 def test_discovered_and_listed():
     res = subprocess.run([sys.executable, "-m", "genfw", "plugins", "--json"], capture_output=True, text=True)
     info = {p["name"]: p for p in json.loads(res.stdout)}["example"]
-    assert info["status"] == "ok" and info["version"] == "0.1.0"
+    assert info["status"] == "ok" and info["version"] == "0.1.0" and info["api"] == ">=1.0,<2"
     assert info["components"] == {"generator": ["example.mlp-generator"], "layer": ["example.pixel-norm"],
                                   "preset": ["example.default"]}
     assert info["hooks"] == ["register_commands", "register_components"]

@@ -297,12 +297,14 @@ def test_complete_errors_are_one_line(foam_run, tmp_path):
     (tmp_path / "lm.json").write_text(json.dumps(lm.tolist()))
     base = ["complete", str(foam_run), str(img), str(mask), "-o", str(tmp_path / "o.png"), "--device", "cpu"]
     cases = [([], "conditioned on landmarks"),
-             (["--landmarks", str(tmp_path / "lm.json")], "conditioned on attributes"),
              (["--landmarks", str(tmp_path / "lm.json"), "--attributes", "Bald=1"], "unknown attribute 'Bald'"),
              (["--landmarks", str(tmp_path / "lm.json"), "--landmarks-from", str(img)], "one landmark source")]
     for extra, msg in cases:
         res = CliRunner().invoke(cli, base + extra)
         assert res.exit_code == 2 and msg in res.output and "Traceback" not in res.output, (extra, res.output)
+    # attributes left out are 0 (as documented), not an error
+    res = CliRunner().invoke(cli, base + ["--landmarks", str(tmp_path / "lm.json")])
+    assert res.exit_code == 0, res.output
 
 
 def test_complete_detects_on_the_coarse_completion(foam_run, coarse_run, tmp_path, monkeypatch):

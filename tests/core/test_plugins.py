@@ -142,15 +142,15 @@ def test_cli_disable_flag(fake_plugins, monkeypatch):
     monkeypatch.setattr(manager, "_LOADED", None)
 
 
-def test_duplicate_component_names_both_plugins():
+def test_duplicate_component_names_are_rejected():
     from genfw.core.errors import DuplicateComponentError
     from genfw.registry import Entry, Registry
 
     reg = Registry()
-    reg.add(Entry(kind="layer", name="shared.attn", factory=object, plugin="alpha"))
+    reg.add(Entry(kind="layer", name="alpha.attn", factory=object, plugin="alpha"))
     with pytest.raises(DuplicateComponentError) as exc:
-        reg.add(Entry(kind="layer", name="shared.attn", factory=object, plugin="beta"))
-    assert "'alpha'" in str(exc.value) and "'beta'" in str(exc.value) and "shared.attn" in str(exc.value)
+        reg.add(Entry(kind="layer", name="alpha.attn", factory=object, plugin="alpha"))
+    assert "'alpha'" in str(exc.value) and "alpha.attn" in str(exc.value)
 
 
 def test_plugin_name_claimed_by_two_distributions(fake_plugins, tmp_path):

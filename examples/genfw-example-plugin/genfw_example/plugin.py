@@ -4,6 +4,8 @@ import torch
 from genfw import hookimpl
 from genfw_example.networks import MLPGenerator, MLPGeneratorConfig, PixelNorm, PixelNormConfig
 
+GENFW_API = ">=1.0,<2"  # the genfw plugin API this plugin was written against (genfw.api.API_VERSION)
+
 
 @hookimpl
 def register_components(registry):

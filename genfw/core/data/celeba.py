@@ -15,7 +15,7 @@ from attrs import define, field, validators as v
 
 from genfw.core.data.base import (CommonConfig, FileDataset, apply_limit, pixels_to_fraction, positive,
                                   select_attributes)
-from genfw.core.data.files import check_root, read_attribute_table, verify_files
+from genfw.core.data.files import Skipped, check_root, read_attribute_table, read_point_table, verify_files
 from genfw.core.errors import GenfwError
 from genfw.core.images import read_image
 
@@ -33,21 +33,6 @@ class CelebAConfig(CommonConfig):
     max_bad_fraction: float = field(default=0.1, validator=[v.ge(0.0), v.le(1.0)])
 
 
-def _read_point_table(path: Path, npoints: int) -> dict[str, np.ndarray]:
-    lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
-    out = {}
-    for ln in lines:
-        if len(ln) != 2 * npoints + 1:
-            continue  # the count line and the header line of CelebA's files
-        try:
-            out[ln[0]] = np.asarray([float(x) for x in ln[1:]], dtype=np.float32).reshape(npoints, 2)
-        except ValueError:
-            continue
-    if not out:
-        raise GenfwError(f"{path}: no rows with {npoints} x/y points")
-    return out
-
-
 class CelebA(FileDataset):
     """Aligned CelebA with a train / val / test split and attribute selection by name."""
 
@@ -58,6 +43,8 @@ class CelebA(FileDataset):
         if not img_dir.is_dir():
             raise GenfwError(f"celeba: {img_dir} not found; data.root must hold img_align_celeba/ and the list_*.txt files")
         names = sorted(p.name for p in img_dir.iterdir() if p.is_file())
+        on_disk = set(names)
+        skipped = Skipped("celeba")
         if cfg.split != "all":
             part = root / "list_eval_partition.txt"
             if not part.is_file():
@@ -65,6 +52,8 @@ class CelebA(FileDataset):
             wanted = SPLITS[cfg.split]
             keep = {ln.split()[0] for ln in part.read_text().splitlines()
                     if len(ln.split()) == 2 and ln.split()[1] == str(wanted)}
+            skipped.add(f"file(s) listed for split {cfg.split!r} in {part.name} but missing from {img_dir.name}/",
+                        keep - on_disk)
             names = [n for n in names if n in keep]
         attr_file = root / "list_attr_celeba.txt"
         self._attr: dict[str, torch.Tensor] | None = None
@@ -73,23 +62,29 @@ class CelebA(FileDataset):
             idx = select_attributes(all_names, list(cfg.attributes), str(attr_file)) if cfg.attributes \
                 else list(range(len(all_names)))
             self.attribute_names = tuple(all_names[i] for i in idx)
+            skipped.add(f"image(s) without a row in {attr_file.name}", [n for n in names if n not in rows])
             names = [n for n in names if n in rows]
             self._attr = {n: torch.tensor([rows[n][i] for i in idx]) for n in names}
         elif cfg.attributes:
             raise GenfwError(f"celeba: {attr_file} not found but data.attributes asks for {cfg.attributes}")
         self._lm68: dict[str, np.ndarray] | None = None
         self._lm5: dict[str, np.ndarray] | None = None
+        lm_file = None
         if cfg.landmarks68:
             lp = Path(cfg.landmarks68).expanduser()
             lp = lp if lp.is_absolute() else root / lp
             if not lp.is_file():
                 raise GenfwError(f"celeba: 68-point landmark file not found: {lp}")
-            self._lm68 = _read_point_table(lp, 68)
-            names = [n for n in names if n in self._lm68]
+            self._lm68 = read_point_table(lp, 68)
+            lm_file, table = lp, self._lm68
             self.has_landmarks = True
         elif cfg.landmarks5 and (root / "list_landmarks_align_celeba.txt").is_file():
-            self._lm5 = _read_point_table(root / "list_landmarks_align_celeba.txt", 5)
-            names = [n for n in names if n in self._lm5]
+            lm_file = root / "list_landmarks_align_celeba.txt"
+            self._lm5 = table = read_point_table(lm_file, 5)
+        if lm_file is not None:
+            skipped.add(f"image(s) without a row in {lm_file.name}", [n for n in names if n not in table])
+            names = [n for n in names if n in table]
+        skipped.warn()
         if not names:
             raise GenfwError(f"celeba: no images left in {img_dir} for split={cfg.split!r}")
         paths = [img_dir / n for n in names]

@@ -50,9 +50,86 @@ def verify_files(paths: list[Path], max_bad_fraction: float, what: str) -> list[
     return good
 
 
+class Skipped:
+    """Items dropped while matching images with their label files: one warning for all of them that
+    counts each reason and names the first few files."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.reasons: list[tuple[str, list[str]]] = []
+
+    def add(self, reason: str, names) -> None:
+        names = sorted(str(n) for n in names)
+        if names:
+            self.reasons.append((reason, names))
+
+    def warn(self) -> None:
+        if not self.reasons:
+            return
+        parts = []
+        for reason, names in self.reasons:
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            parts.append(f"{len(names)} {reason} ({shown})")
+        warnings.warn(f"{self.what}: skipped " + "; ".join(parts), stacklevel=3)
+
+
+def read_point_table(path: Path, npoints: int) -> dict[str, "np.ndarray"]:
+    """`name x0 y0 ... x{n-1} y{n-1}` rows (pixels); count / header lines are skipped."""
+    import numpy as np
+
+    out = {}
+    for ln in (ln.split() for ln in path.read_text().splitlines() if ln.strip()):
+        if len(ln) != 2 * npoints + 1:
+            continue  # the count line and the header line of CelebA's files
+        try:
+            out[ln[0]] = np.asarray([float(x) for x in ln[1:]], dtype=np.float32).reshape(npoints, 2)
+        except ValueError:
+            continue
+    if not out:
+        raise GenfwError(f"{path}: no rows with {npoints} x/y points")
+    return out
+
+
+def row_for(table: dict, path: Path, root: Path):
+    """A label row keyed by the file's path under root, its name, or its stem."""
+    try:
+        rel = str(path.relative_to(root))
+    except ValueError:
+        rel = path.name
+    for key in (rel, path.name, path.stem):
+        if key in table:
+            return table[key]
+    return None
+
+
+class Landmarks68:
+    """Optional 68-point landmark rows for file datasets (`landmarks68 = "file.txt"`, relative to root)."""
+
+    def __init__(self, option: str, root: Path, what: str) -> None:
+        lp = Path(option).expanduser()
+        lp = lp if lp.is_absolute() else root / lp
+        if not lp.is_file():
+            raise GenfwError(f"{what}: 68-point landmark file not found: {lp}")
+        self.path, self.root = lp, root
+        self.table = read_point_table(lp, 68)
+
+    def filter(self, files: list[Path], skipped: Skipped) -> list[Path]:
+        keep = [p for p in files if row_for(self.table, p, self.root) is not None]
+        skipped.add(f"image(s) without a row in {self.path.name}", [p.name for p in files if p not in set(keep)])
+        return keep
+
+    def item(self, path: Path, width: int, height: int):
+        import torch
+
+        from genfw.core.data.base import pixels_to_fraction
+
+        return torch.from_numpy(pixels_to_fraction(row_for(self.table, path, self.root), width, height))
+
+
 @define(kw_only=True)
 class ImageFolderConfig(CommonConfig):
     max_bad_fraction: float = field(default=0.1, validator=[v.ge(0.0), v.le(1.0)])  # unreadable files allowed
+    landmarks68: str = ""   # optional `name x0 y0 ... x67 y67` file (pixels), relative to root
 
 
 class ImageFolder(FileDataset):
@@ -64,10 +141,23 @@ class ImageFolder(FileDataset):
         files = [root] if root.is_file() else find_images(root)
         if not files:
             raise GenfwError(f"image-folder: no images under {root} (looked for {', '.join(IMAGE_SUFFIXES)})")
+        self._lm68 = None
+        if cfg.landmarks68:
+            self._lm68 = Landmarks68(cfg.landmarks68, root if root.is_dir() else root.parent, "image-folder")
+            skipped = Skipped("image-folder")
+            files = self._lm68.filter(files, skipped)
+            skipped.warn()
+            if not files:
+                raise GenfwError(f"image-folder: no image under {root} has a row in {self._lm68.path}")
+            self.has_landmarks = True
         self.files = apply_limit(verify_files(files, cfg.max_bad_fraction, "image-folder"), cfg.limit)
 
     def raw(self, index: int) -> dict:
-        return {"image": read_image(self.files[index], self.channels)}
+        img = read_image(self.files[index], self.channels)
+        item = {"image": img}
+        if self._lm68 is not None:
+            item["landmarks"] = self._lm68.item(self.files[index], img.shape[-1], img.shape[-2])
+        return item
 
 
 def read_attribute_table(path: Path) -> tuple[list[str], dict[str, list[float]]]:
@@ -93,6 +183,7 @@ class CelebAHQConfig(CommonConfig):
     image_size: int = field(default=256, validator=positive)
     attribute_file: str = ""        # e.g. CelebAMask-HQ-attribute-anno.txt; relative paths are under root
     attributes: list[str] = field(factory=list)  # names to keep, in order; empty = all in the file
+    landmarks68: str = ""           # optional `name x0 y0 ... x67 y67` file (pixels), relative to root
     max_bad_fraction: float = field(default=0.1, validator=[v.ge(0.0), v.le(1.0)])
 
 
@@ -108,6 +199,7 @@ class CelebAHQ(FileDataset):
         if not files:
             raise GenfwError(f"celeba-hq: no images under {root}")
         self._attr = None
+        skipped = Skipped("celeba-hq")
         if cfg.attribute_file:
             ap = Path(cfg.attribute_file).expanduser()
             ap = ap if ap.is_absolute() else root / ap
@@ -116,23 +208,33 @@ class CelebAHQ(FileDataset):
             names, rows = read_attribute_table(ap)
             idx = select_attributes(names, list(cfg.attributes), str(ap)) if cfg.attributes else list(range(len(names)))
             self.attribute_names = tuple(names[i] for i in idx)
-            keyed = [(p, rows.get(p.name, rows.get(p.stem))) for p in files]
-            missing = [p for p, r in keyed if r is None]
-            if len(missing) == len(files):
+            keyed = [(p, row_for(rows, p, root)) for p in files]
+            if all(r is None for _, r in keyed):
                 raise GenfwError(f"celeba-hq: no image under {root} is listed in {ap}")
-            if missing:
-                warnings.warn(f"celeba-hq: {len(missing)} image(s) have no attribute row and are skipped, "
-                              f"e.g. {missing[0]}", stacklevel=2)
+            skipped.add(f"image(s) without a row in {ap.name}", [p.name for p, r in keyed if r is None])
+            listed = {k for k in rows}
+            found = {p.name for p in files} | {p.stem for p in files} | {str(p.relative_to(root)) for p in files}
+            skipped.add(f"row(s) of {ap.name} whose image is missing", listed - found)
             files = [p for p, r in keyed if r is not None]
-            table = {p: torch.tensor([rows.get(p.name, rows.get(p.stem))[i] for i in idx]) for p in files}
-            self._attr = table
+            self._attr = {p: torch.tensor([r[i] for i in idx]) for p, r in keyed if r is not None}
         elif cfg.attributes:
             raise GenfwError("celeba-hq: data.attributes needs data.attribute_file")
+        self._lm68 = None
+        if cfg.landmarks68:
+            self._lm68 = Landmarks68(cfg.landmarks68, root, "celeba-hq")
+            files = self._lm68.filter(files, skipped)
+            self.has_landmarks = True
+        skipped.warn()
+        if not files:
+            raise GenfwError(f"celeba-hq: no image under {root} has all its labels")
         self.files = apply_limit(verify_files(files, cfg.max_bad_fraction, "celeba-hq"), cfg.limit)
 
     def raw(self, index: int) -> dict:
         p = self.files[index]
-        item = {"image": read_image(p, self.channels)}
+        img = read_image(p, self.channels)
+        item = {"image": img}
         if self._attr is not None:
             item["attributes"] = self._attr[p]
+        if self._lm68 is not None:
+            item["landmarks"] = self._lm68.item(p, img.shape[-1], img.shape[-2])
         return item

@@ -31,7 +31,8 @@ def register_components(registry):
                             "refine": {"type": "csa.refine", "base_channels": 4, "max_channels": 8, "csa_level": 1,
                                        "consistency_channels": 0},
                             "patch_discriminator": {"type": "csa.patch-discriminator", "base_channels": 4},
-                            "use_feature_discriminator": False, "lambda_consistency": 0.0})
+                            "use_feature_discriminator": False, "lambda_consistency": 0.0},
+                      tiny_data={"image_size": 32})  # the tiny nets' bottleneck needs 32 px
     for name, (value, text) in presets.presets().items():
         registry.preset(name, value, help=text)
     registry.benchmark("layer", bench.csa_layer_benchmark,

@@ -84,7 +84,7 @@ class FOAMConfig:
     kappa: float = field(default=0.7, validator=[v.ge(0.0), v.le(1.0)])
     boundary_kernel: int = field(default=7, validator=v.gt(0))
     use_feature_loss: bool = True     # VGG-16 relu2_2; needs the vgg16-imagenet weights
-    vgg_weights: str = "vgg16-imagenet"
+    vgg_weights: str = "vgg16-imagenet"  # the asset name, or a file of it (.pth / .safetensors)
     lr: float = field(default=1e-4, validator=v.gt(0.0))
     beta1: float = field(default=0.5, validator=[v.ge(0.0), v.lt(1.0)])   # paper silent
     beta2: float = field(default=0.999, validator=[v.ge(0.0), v.lt(1.0)])
@@ -158,8 +158,7 @@ class FOAMAlgorithm(Algorithm):
                 raise ConfigError("the feature loss uses VGG-16 on RGB; set algorithm.use_feature_loss = false")
             from genfw.core.vgg import VGG16Features
 
-            self.vgg = VGG16Features(("relu2_2",), cfg.vgg_weights, ctx.allow_random_weights,
-                                     path="algorithm.vgg_weights").to(ctx.device)
+            self.vgg = VGG16Features(("relu2_2",), cfg.vgg_weights, ctx.allow_random_weights).to(ctx.device)
         else:
             log.warning("foam: feature loss (VGG-16 relu2_2) off in this configuration; the paper presets use it")
         self.images = 0

@@ -95,3 +95,13 @@ def loss_example(module: IntroVAELoss) -> tuple[torch.Tensor, ...]:
     logvar = torch.randn(2, 4, requires_grad=True)
     x = torch.rand(2, 1, 8, 8)
     return mu, logvar, x, torch.rand(2, 1, 8, 8, requires_grad=True)
+
+
+def loss_cases(module: IntroVAELoss) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """Contract cases: a perfect VAE (posterior = prior, exact reconstruction) vs a poor one."""
+    x = torch.rand(2, 1, 8, 8)
+    good = (torch.zeros(2, 4, requires_grad=True), torch.zeros(2, 4, requires_grad=True), x,
+            x.clone().requires_grad_(True))
+    bad = (torch.full((2, 4), 2.0, requires_grad=True), torch.ones(2, 4, requires_grad=True), x,
+           (1 - x).requires_grad_(True))
+    return good, bad

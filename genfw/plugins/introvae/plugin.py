@@ -17,7 +17,7 @@ def register_components(registry):
                       example=networks.decoder_example, tiny=tiny_net)
     registry.register("loss", "loss", losses.IntroVAELoss, config=losses.IntroVAELossConfig,
                       help="Introspective loss: KL, L_AE, margin hinge (alpha_e / alpha_g / beta / m)",
-                      example=losses.loss_example)
+                      example=losses.loss_example, cases=losses.loss_cases)
     registry.register("algorithm", "algorithm", algorithm.IntroVAE, config=algorithm.IntroVAEConfig,
                       help="IntroVAE Algorithm 1: encoder phase then decoder phase, optional VAE warm-up",
                       tiny={"encoder": {"type": "introvae.encoder", **tiny_algo_net},

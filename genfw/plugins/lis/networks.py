@@ -158,7 +158,7 @@ def register(registry) -> None:
         lambda c: RefDiscriminator(_or(c.image_size, "image_size"), c.width, _or(c.channels, "channels"),
                                    c.base_size, c.dropout),
         config=DiscriminatorConfig, help="LIS paper's WN/TPReLU discriminator (sigmoid output)",
-        roles=("image-discriminator",), traits={"output": "probabilities"},
+        roles=("image-discriminator",), traits={"output": "probabilities", "conditioning": frozenset()},
         example=lambda m: (torch.rand(2, m.features[0].in_channels, m.image_size, m.image_size),),
         tiny={"image_size": 10, "width": 4})
     registry.register(
