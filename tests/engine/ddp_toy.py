@@ -9,6 +9,7 @@ world-size tests check.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 
@@ -68,12 +69,20 @@ def main(argv=None) -> None:
         os.makedirs(args.pid_dir, exist_ok=True)
         with open(os.path.join(args.pid_dir, name), "w") as fh:
             fh.write(str(os.getpid()))
+    from genfw.core.checkpoint import network_tensors
     from genfw.core.config import resolve_run
-    from genfw.core.trainer import train
+    from genfw.core.trainer import Trainer
 
     reg = registry()
     cfg, resolved = resolve_run(raw_run(args.out, args.steps, args.batch, args.delay, args.sync_bn), reg)
-    train(cfg, resolved, reg, resume=args.resume, progress=False)
+    trainer = Trainer(cfg, resolved, reg, resume=args.resume, progress=False)
+    trainer.run()
+    # every rank's own copy of the weights, to check the replicas stayed identical
+    digest = hashlib.sha256()
+    for key, t in sorted(network_tensors(trainer.algo).items()):
+        digest.update(key.encode() + t.detach().cpu().contiguous().numpy().tobytes())
+    with open(os.path.join(args.out, f"weights-rank{os.environ.get('RANK', '0')}.sha256"), "w") as fh:
+        fh.write(digest.hexdigest())
 
 
 if __name__ == "__main__":

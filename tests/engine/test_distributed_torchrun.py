@@ -73,6 +73,16 @@ def reference(tmp_path_factory):
     return out
 
 
+def test_replicas_stay_identical_and_every_rank_is_counted(reference):
+    digests = {(reference / f"weights-rank{r}.sha256").read_text() for r in (0, 1)}
+    assert len(digests) == 1  # rank 1's weights are rank 0's, bit for bit, after 12 steps
+    log = [json.loads(x) for x in (reference / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in log] == list(range(1, STEPS + 1)) and log[-1]["images"] == 2 * 2 * STEPS
+    first = load_file(str(_ckpt(reference, 2) / "networks.safetensors"))
+    last = load_file(str(_ckpt(reference, STEPS) / "networks.safetensors"))
+    assert any(not torch.equal(first[k], last[k]) for k in first if k.endswith("weight"))  # it trained
+
+
 def _wait_for_checkpoint(out: Path, proc) -> None:
     latest = out / "checkpoints" / "latest"
     deadline = time.time() + TIMEOUT
