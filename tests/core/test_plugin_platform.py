@@ -484,7 +484,6 @@ def test_run_records_licences_of_components_and_assets(tmp_path, monkeypatch):
     assert data["components"] == {"core.gan": "Apache-2.0", "core.hinge": "Apache-2.0", "core.lfw-subset": "Apache-2.0"}
     assert "non-commercial" in data["assets"]["dlib-68"]
     monkeypatch.setattr(weights, "USED", set())
-    from genfw.testing import check_algorithm  # noqa: F401 - same tiny run as the contract
     from genfw.core.config import resolve_run
     from genfw.core.trainer import Trainer
     from genfw.testing.checks import contract_run_config

@@ -120,8 +120,9 @@ def test_previous_stage_weights_stay_fixed_while_growing(registry):
         assert torch.equal(low_now, low_first)           # G^fixed_1 answers the same every step
     assert G.fixed_level == 1
     fixed = G.fixed_state()
-    for k, t in end_of_stage_1.items():
-        assert torch.equal(fixed[k], t), k             # the snapshot is stage 1 as it ended ...
+    assert set(fixed) == set(G.branch_parameters(1)) and not any(k.startswith("to_filter") for k in fixed)
+    for k, t in fixed.items():
+        assert torch.equal(t, end_of_stage_1[k]), k    # the snapshot is stage 1 as it ended ...
     shared = ["latent.conv_in.conv.weight", "from_input.0.conv.weight", "to_rgb.0.0.conv.weight"]
     now = _params(G)
     # ... while the shared levels keep training in the high branch (latent block) and stage-1-only

@@ -19,10 +19,10 @@ from attrs import define, field, validators as v
 
 from genfw import Algorithm, ConfigError, GenfwError, Phase
 from genfw.core.nn import to_signed, to_unit
-from genfw.plugins.foam.filters import down, down_mask
+from genfw.core.roles import Slot, build_slot, probe_discriminator
+from genfw.plugins.foam.filters import down_mask
 from genfw.plugins.foam.losses import attribute_loss, boundary_l1, feature_loss, masked_l1
 from genfw.plugins.foam.networks import num_levels
-from genfw.core.roles import Slot, build_slot, probe_discriminator
 from genfw.plugins.foam.slots import CONDITIONINGS, FULL_CONDITIONING, NONE_FIX, call_discriminator
 
 log = logging.getLogger("genfw.foam")

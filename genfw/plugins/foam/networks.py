@@ -130,9 +130,11 @@ class Latent(nn.Module):
     """Table 3 bottom: 3x3, 4x4 valid conv to latent x 1 x 1 (no IN), attribute concat, 4x4 transposed
     conv back to 4x4, 3x3."""
 
-    def __init__(self, ch: int, latent: int, num_attributes: int) -> None:
+    def __init__(self, cin: int, ch: int, latent: int, num_attributes: int) -> None:
         super().__init__()
-        self.conv_in = Conv(ch, ch)
+        # widens in the first conv like every level (cin = w(8), which the 8x8 level hands down;
+        # equal to ch at the paper's widths, where 4 to 64 px are all 512)
+        self.conv_in = Conv(cin, ch)
         self.to_latent = Conv(ch, latent, 4, norm=False, padding=0)
         self.from_latent = nn.Sequential(nn.ConvTranspose2d(latent + num_attributes, ch, 4),
                                          nn.InstanceNorm2d(ch, affine=True), nn.LeakyReLU(0.2))
@@ -231,7 +233,7 @@ class FOAMGenerator(nn.Module):
         # encoder[i] works at level index i (i >= 1); index 0 (4x4) is the latent block alone
         self.encoder = nn.ModuleList([nn.Identity()] + [EncoderLevel(w_in[i], w[i], residual)
                                                         for i in range(1, self.levels)])
-        self.latent = Latent(w[0], cfg.latent_channels, cfg.num_attributes)
+        self.latent = Latent(w_in[0], w[0], cfg.latent_channels, cfg.num_attributes)
         self.decoder = nn.ModuleList([nn.Identity()] + [DecoderLevel(w[i - 1], w[i], cfg.skip)
                                                         for i in range(1, self.levels)])
         self.to_rgb = nn.ModuleList([to_rgb(c, cfg.image_channels) for c in w])
@@ -302,16 +304,24 @@ class FOAMGenerator(nn.Module):
         return torch.cat(parts, 1)
 
     # --- the fixed previous stage ----------------------------------------------------------------
+    def branch_parameters(self, level: int) -> dict[str, nn.Parameter]:
+        """The parameters the branch at `level` runs on (no heads of other levels, no ToFilter)."""
+        i = level - 1
+        own = (f"from_input.{i}.", f"to_rgb.{i}.", "latent.", "attention.",
+               *(f"encoder.{j}." for j in range(1, i + 1)), *(f"decoder.{j}." for j in range(1, i + 1)))
+        return {k: p for k, p in self.named_parameters() if k.startswith(own)}
+
     def freeze_previous(self, level: int) -> None:
-        """Snapshot the current weights as the fixed G_{level} used while growing into level + 1."""
-        self._fixed = {k: p.detach().clone() for k, p in self.named_parameters()}
+        """Snapshot the weights of the branch at `level` as the fixed G_{level} used while growing
+        into level + 1 (the ToFilter heads stay trainable and are not part of it)."""
+        self._fixed = {k: p.detach().clone() for k, p in self.branch_parameters(level).items()}
         self.fixed_level = int(level)
 
     def fixed_state(self) -> dict[str, torch.Tensor]:
         return dict(self._fixed or {})
 
     def load_fixed(self, level: int, tensors: dict[str, torch.Tensor]) -> None:
-        names = dict(self.named_parameters())
+        names = self.branch_parameters(level)
         missing = sorted(set(names) - set(tensors))
         if missing:
             raise ValueError(f"fixed-weight snapshot lacks {missing[:3]}")
@@ -328,7 +338,8 @@ class FOAMGenerator(nn.Module):
         else:
             # a level grown earlier (filters shown afterwards): its snapshot is gone; the current
             # weights stand in, detached
-            params = {k: p.detach() for k, p in self.named_parameters()}
+            params = {k: p.detach() for k, p in self.branch_parameters(level).items()}
+        # the branch touches only these parameters, so the rest of the module never enters
         return torch.func.functional_call(self, params, (x, None),
                                           {"attributes": attributes, "level": level, "_branch": True,
                                            "low_mask": mask})
@@ -417,8 +428,9 @@ class FOAMDiscriminator(nn.Module):
         cin = cfg.image_channels + cfg.landmark_channels
         self.from_input = nn.ModuleList([Conv(cin, c, 1) for c in w_in])
         self.blocks = nn.ModuleList([nn.Identity()] + [DLevel(w_in[i], w[i]) for i in range(1, self.levels)])
-        self.cls = nn.Sequential(Conv(w[0], w[0]), nn.Conv2d(w[0], 1, 4))
-        self.attr = nn.Sequential(Conv(w[0], w[0]), nn.Conv2d(w[0], cfg.num_attributes, 4)) \
+        # the 4x4 features arrive with width w_in[0] (= w[0] at the paper's widths)
+        self.cls = nn.Sequential(Conv(w_in[0], w[0]), nn.Conv2d(w[0], 1, 4))
+        self.attr = nn.Sequential(Conv(w_in[0], w[0]), nn.Conv2d(w[0], cfg.num_attributes, 4)) \
             if cfg.num_attributes else None
 
     def _input(self, image, landmarks):
