@@ -61,13 +61,19 @@ def write_masks(masks, out: str) -> str:
 @click.option("--like", "like", default=None, metavar="IMAGE", help="Make the masks the size of this image.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the mask stream (mask i depends on seed and i).")
 @click.option("--set", "options", multiple=True, metavar="KEY=VALUE",
-              help="Mask option, e.g. --set ratio=[0.2,0.3] or --set root=masks/ (repeatable).")
+              help="Mask option, e.g. --set ratio=[0.2,0.3] or --set root=masks/ (repeatable); or the name "
+                   "of an evaluation mask set (thin, medium, thick, irregular, pconv, center, rect): writes "
+                   "masks 0..N-1 of that set as PNGs plus maskset.json into the folder -o.")
 @click.option("-o", "--out", default="masks.png", show_default=True,
               help="Output PNG grid, or a folder (no image suffix): one file per mask, for core.folder.")
 def masks_cmd(kind: str, count: int, size: str, like: str | None, seed: int, options: tuple[str, ...], out: str) -> None:
     """Render example masks (white = hole) as a grid (or one mask file with -n 1, or N files in a folder)."""
+    from genfw.cli.eval_report import is_mask_set_request, write_mask_set
     from genfw.core.config import apply_overrides
     from genfw.core.masks import draw, hole_ratio
+
+    if is_mask_set_request(options):
+        return write_mask_set(options, size, count, out)
 
     width, height = parse_size(size)
     if like:

@@ -10,6 +10,7 @@ import json
 
 import click
 
+from genfw.cli.eval_report import report_options, run_report
 from genfw.core.errors import GenfwError
 
 FIDELITY_METRICS = ("fid", "kid", "isc", "prc")
@@ -250,10 +251,18 @@ def add_commands(group: click.Group) -> None:
     @click.option("--outputs", "outputs_dir", default=None, metavar="DIR",
                   help="inpaint: also write each completion and its mask to DIR (00000.png, 00000-mask.png, ...).")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+    @report_options
     def eval_command(run, metrics, data_path, masks, count, batch_size, seed, weights, device, landmarks_backend,
-                     detector_weights, outputs_dir, as_json):
+                     detector_weights, outputs_dir, as_json, **report):
         """Score RUN_OR_CHECKPOINT; inpaint: per hole-ratio bin, like the CSA paper's table 2;
-        fid, kid, isc, prc: N seeded samples against N real images (the run's data or --data)."""
+        fid, kid, isc, prc: N seeded samples against N real images (the run's data or --data).
+        --report DIR: a results folder on a fixed mask set, optionally as a paper table (--table)."""
+        if report["report"] or report["task"] or report["mask_set"] or report["table"]:
+            defaulted = click.get_current_context().get_parameter_source("metrics").name == "DEFAULT"
+            return run_report(run=run, metrics=metrics, metrics_defaulted=defaulted, data_path=data_path,
+                              masks=masks, count=count, batch_size=batch_size, seed=seed, weights=weights,
+                              device=device, as_json=as_json, landmarks_backend=landmarks_backend,
+                              detector_weights=detector_weights, outputs_dir=outputs_dir, **report)
         from genfw.core.checkpoint import load_run
         from genfw.core.inpaint_metrics import format_table
         from genfw.registry import get_registry

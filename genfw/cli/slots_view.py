@@ -16,6 +16,9 @@ def render_slots(registry, as_json: bool = False, width: int = 100) -> str:
         lines.append(f"{r['owner']}.{r['slot']}  [{r['role']}]  {r['help']}")
         fits = ", ".join(r["fits"]) or "(nothing registered)"
         lines.append(f"    fits: {fits}")
+        for alt in r.get("fits_with", ()):
+            setting = ", ".join(f"{k} = {v!r}" for k, v in alt["set"].items())
+            lines.append(f"    with {setting}: {', '.join(alt['fits'])}")
     return "\n".join(lines) if lines else "no slots"
 
 
@@ -28,5 +31,9 @@ def markdown_table(registry) -> str:
         if r["owner"].split(".")[0] == "example":
             continue  # the template plugin is not part of the shipped table
         fits = ", ".join(f"`{n}`" for n in r["fits"] if not n.startswith("example."))
+        for alt in r.get("fits_with", ()):
+            setting = ", ".join(f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v}" for k, v in alt["set"].items())
+            more = ", ".join(f"`{n}`" for n in alt["fits"] if not n.startswith("example."))
+            fits += f"; with `{setting}`: {more}"
         out.append(f"| `{r['owner']}` · `{r['slot']}` | {r['role']} | {fits} |")
     return "\n".join(out)

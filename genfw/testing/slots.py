@@ -25,10 +25,12 @@ class Pair:
     slot: str
     role: str
     component: str
+    settings: tuple = ()  # (key, value) pairs of the owner the pair needs (a slot alternative)
 
     @property
     def id(self) -> str:
-        return f"{self.owner}.{self.slot}={self.component}"
+        extra = "".join(f",{k}={v}" for k, v in self.settings)
+        return f"{self.owner}.{self.slot}={self.component}{extra}"
 
 
 def slot_pairs(registry, owners: set[str] | None = None) -> list[Pair]:
@@ -39,6 +41,9 @@ def slot_pairs(registry, owners: set[str] | None = None) -> list[Pair]:
         if owners is not None and row["owner"] not in owners:
             continue
         out.extend(Pair(row["owner"], row["slot"], row["role"], name) for name in row["fits"])
+        for alt in row.get("fits_with", ()):
+            settings = tuple(sorted(alt["set"].items()))
+            out.extend(Pair(row["owner"], row["slot"], row["role"], name, settings) for name in alt["fits"])
     return out
 
 
@@ -112,6 +117,7 @@ def pair_config(registry, pair: Pair) -> dict:
     if owner.kind != "algorithm" and owner.name == "csa.refine":
         comp = tiny_spec(registry, pair.component)  # the refine net hands the feature width down
     cfg[pair.slot] = comp
+    cfg.update(dict(pair.settings))
     if owner.kind != "algorithm":
         return cfg
     defaults = registry.resolve({"type": owner.name})[1]

@@ -114,7 +114,8 @@ class FOAMAlgorithm(Algorithm):
              Slot("discriminator", "image-discriminator",
                   "D(image, landmarks=, stage=, alpha=) -> {cls, attr?} logits; unconditioned ones with "
                   'discriminator_conditioning = "none"', provides=("landmarks", "stage", "alpha"),
-                  need={"conditioning": tuple(sorted(FULL_CONDITIONING))}),
+                  need={"conditioning": tuple(sorted(FULL_CONDITIONING))},
+                  alternatives=(({"discriminator_conditioning": "none"}, (), {"conditioning": ()}),)),
              Slot("landmarks", "landmark-renderer", "68 landmarks -> maps at any size (foam.sketch, foam.dots)",
                   enabled_by="use_landmarks"),
              Slot("gan_loss", "gan-loss", "standard (log) GAN loss in the paper"))
