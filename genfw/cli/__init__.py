@@ -1,6 +1,7 @@
 """The `genfw` command line. Each command group lives in its own module of this package."""
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -25,6 +26,34 @@ COMMAND_MODULES = (
 )
 
 
+# What to do about the filesystem errors a user can hit anywhere (last resort: the commands turn
+# the ones they expect into their own messages).
+_OS_ADVICE = {
+    errno.ENOSPC: "the disk is full: free space or write somewhere else",
+    errno.EDQUOT: "the disk quota is exhausted: free space or write somewhere else",
+    errno.EROFS: "that filesystem is read-only: choose a writable location",
+    errno.EFBIG: "the file exceeds the size limit of the filesystem or of this process (ulimit -f): "
+                 "raise the limit or write somewhere else",
+    errno.ENOTDIR: "a component of the path is a file, not a directory: fix the path",
+    errno.EISDIR: "that is a directory: give a file path",
+    errno.ENOENT: "check the path",
+    errno.EACCES: "check the permissions or choose another location",
+    errno.EPERM: "check the permissions or choose another location",
+    errno.ENAMETOOLONG: "use a shorter path",
+    errno.EIO: "the device reported an I/O error: check the disk",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OSError: what failed, on which path, and what to do."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    path = exc.filename if exc.filename is not None else ""
+    if exc.filename2 is not None:
+        path = f"{path} -> {exc.filename2}"
+    advice = _OS_ADVICE.get(exc.errno, "")
+    return "; ".join(x for x in (f"{what}: {path}" if path else what, advice) if x)
+
+
 class GenfwGroup(click.Group):
     """Turns user mistakes (GenfwError, bad files) into one line on stderr and exit code 2."""
 
@@ -46,10 +75,10 @@ class GenfwGroup(click.Group):
                 raise
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
-        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        except OSError as exc:
             if os.environ.get("GENFW_DEBUG"):
                 raise
-            click.echo(f"error: {exc.strerror or exc}: {exc.filename}", err=True)
+            click.echo(f"error: {os_error_line(exc)}", err=True)
             ctx.exit(2)
 
     def get_command(self, ctx, name):

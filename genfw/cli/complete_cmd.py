@@ -94,9 +94,12 @@ def add_commands(group: click.Group) -> None:
     @click.option("--attributes", "attributes", default="",
                   help="Attributes like Smiling=1,Male=0 (conditional models; unnamed ones are 0).")
     @click.option("--landmarks-out", default=None, help="Also write the landmarks used as JSON.")
+    @click.option("--mask-polarity", type=click.Choice(("auto", "white-hole", "black-hole")), default="auto",
+                  show_default=True,
+                  help="auto: white = hole, over 50 % hole refused as inverted; white-hole / black-hole: trust it.")
     @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
     def complete(run, image, mask, out, source, lm_file, coarse, backend, detector_weights, attributes,
-                 landmarks_out, device):
+                 landmarks_out, mask_polarity, device):
         """Complete the holes of IMAGE (white in MASK) with structure from landmarks and chosen attributes."""
         from pathlib import Path
 
@@ -149,7 +152,8 @@ def add_commands(group: click.Group) -> None:
         used = []
         for img_p, mask_p, out_p in (progress(pairs, "complete") if batch else pairs):
             img = read_image(img_p, channels=algo.ctx.channels)
-            m = batch_mask(mask_p, img, batch and Path(mask).expanduser().is_file()) if batch else load_mask(mask_p, img.shape)
+            m = batch_mask(mask_p, img, batch and Path(mask).expanduser().is_file(), mask_polarity) if batch \
+                else load_mask(mask_p, img.shape, mask_polarity)
             h, w = img.shape[-2:]
             lm = None
             if lm_file:

@@ -59,7 +59,8 @@ def write_masks(masks, out: str) -> str:
 @click.option("--size", default="256", show_default=True, metavar="S|WxH",
               help="Mask size in pixels: a side (square) or width x height, e.g. 300x451.")
 @click.option("--like", "like", default=None, metavar="IMAGE", help="Make the masks the size of this image.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the mask stream (mask i depends on seed and i).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**62 - 1),
+              help="Seed of the mask stream (mask i depends on seed and i).")
 @click.option("--set", "options", multiple=True, metavar="KEY=VALUE",
               help="Mask option, e.g. --set ratio=[0.2,0.3] or --set root=masks/ (repeatable); or the name "
                    "of an evaluation mask set (thin, medium, thick, irregular, pconv, center, rect): writes "

@@ -240,7 +240,8 @@ def add_commands(group: click.Group) -> None:
                   help="Hole masks (default: irregular, five bins 10-60 %).")
     @click.option("-n", "count", default=200, show_default=True, type=click.IntRange(1), help="Images to score.")
     @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
-    @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the masks and samples.")
+    @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**62 - 1),
+                  help="Seed of the masks and samples.")
     @click.option("--weights", default="", metavar="PATH",
                   help="Inception weights for fid/kid/isc/prc (torch-fidelity's .pth; default: genfw's cache, "
                        "then the torch hub cache).")

@@ -94,7 +94,7 @@ def batch_pairs(image: str, mask: str, out: str) -> list[tuple]:
     return pairs
 
 
-def batch_mask(mask_path, image, shared: bool):
+def batch_mask(mask_path, image, shared: bool, polarity: str = "auto"):
     """The validated mask of one image of a batch; one mask shared by a folder of images of several
     sizes is resized to each (nearest), then checked like any mask."""
     import torch.nn.functional as F
@@ -102,11 +102,11 @@ def batch_mask(mask_path, image, shared: bool):
     from genfw.core.masks import load_mask, read_mask, validate_mask
 
     if not shared:
-        return load_mask(mask_path, image.shape)
+        return load_mask(mask_path, image.shape, polarity)
     m = read_mask(mask_path)
     if tuple(m.shape[-2:]) != tuple(image.shape[-2:]):
         m = F.interpolate(m, size=tuple(image.shape[-2:]), mode="nearest")
-    return validate_mask(m, image.shape, name=f"mask {mask_path}")
+    return validate_mask(m, image.shape, name=f"mask {mask_path}", polarity=polarity)
 
 
 def progress(items, what: str):
@@ -120,7 +120,7 @@ def inpaint_image(algo, image, mask, attention_at=None):
     """image C x H x W, mask 1 x 1 x H x W (validated) -> (result C x H x W, attention H x W or None)."""
     import torch
 
-    from genfw.core.images import resize
+    from genfw.core.images import paste_holes, resize
 
     size = algo.ctx.image_size
     h, w = image.shape[-2:]
@@ -137,8 +137,7 @@ def inpaint_image(algo, image, mask, attention_at=None):
         at = (min(size - 1, x * size // w), min(size - 1, y * size // h))
     res = algo.inpaint(small.unsqueeze(0), small_mask, attention_at=at) if at else \
         algo.inpaint(small.unsqueeze(0), small_mask)
-    completion = resize(res["output"][0].cpu(), (h, w), mode="bicubic")
-    result = torch.where(hole[0] > 0.5, completion, image)
+    result = paste_holes(image, hole[0], res["output"][0])  # banded: bounded memory at any size
     attention = None
     if at is not None:
         att = res["attention"][0].cpu().unsqueeze(0).unsqueeze(0)
@@ -155,8 +154,11 @@ def add_commands(group: click.Group) -> None:
                   help="Output image (PNG); a folder when IMAGE is a folder.")
     @click.option("--attention", default=None, metavar="X,Y", help="Also render this pixel's attention map.")
     @click.option("--attention-out", default=None, help="Where to write it (default: OUT with -attention).")
+    @click.option("--mask-polarity", type=click.Choice(("auto", "white-hole", "black-hole")), default="auto",
+                  show_default=True,
+                  help="auto: white = hole, over 50 % hole refused as inverted; white-hole / black-hole: trust it.")
     @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
-    def inpaint(run, image, mask, out, attention, attention_out, device):
+    def inpaint(run, image, mask, out, attention, attention_out, mask_polarity, device):
         """Fill the holes of IMAGE marked white in MASK (same size; white = hole, black = known).
         IMAGE may be a folder (MASK: a folder matched by name, or one mask for all; OUT: a folder)."""
         from pathlib import Path
@@ -176,12 +178,13 @@ def add_commands(group: click.Group) -> None:
         if Path(image).expanduser().is_dir():
             for img_p, mask_p, out_p in progress(pairs, "inpaint"):
                 img = read_image(img_p, channels=algo.ctx.channels)
-                result, _ = inpaint_image(algo, img, batch_mask(mask_p, img, Path(mask).expanduser().is_file()))
+                result, _ = inpaint_image(algo, img, batch_mask(mask_p, img, Path(mask).expanduser().is_file(),
+                                                                mask_polarity))
                 save_image(result, out_p)
             click.echo(f"wrote {len(pairs)} images to {Path(out).expanduser()}")
             return
         img = read_image(image, channels=algo.ctx.channels)
-        m = load_mask(mask, img.shape)
+        m = load_mask(mask, img.shape, mask_polarity)
         result, att = inpaint_image(algo, img, m, point)
         path = save_image(result, out)
         click.echo(f"wrote {path}")

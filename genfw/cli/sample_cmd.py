@@ -48,7 +48,8 @@ def add_commands(group: click.Group) -> None:
     @click.argument("run", metavar="RUN_OR_CHECKPOINT")
     @click.option("-n", "count", default=16, show_default=True, type=click.IntRange(1, 4096), help="Images.")
     @click.option("-o", "--out", "out", default="samples.png", show_default=True, help="Output PNG grid.")
-    @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the latent noise.")
+    @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**62 - 1),
+                  help="Seed of the latent noise.")
     @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
     @click.option("--nrow", default=8, show_default=True, type=click.IntRange(1, 256), help="Images per row.")
     @click.option("--lis-steps", default=None, metavar="all|K", help="LIS modules to apply (all, or the first K).")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import sys
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,6 +20,70 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
+
+
+# --- strict scalars: cattrs' defaults coerce (bool("no") is True, int(2.9) is 2); these refuse --------
+class StrictValueError(ValueError):
+    """A config value of the wrong type; the message names the value and the expected type."""
+
+
+def _show(val: Any) -> str:
+    """A value as the user wrote it in TOML (true, "no", 2.9), not as Python prints it."""
+    import json
+
+    try:
+        return json.dumps(val) if isinstance(val, (bool, int, float, str)) else repr(val)
+    except (TypeError, ValueError):
+        return repr(val)
+
+
+def _kind(val: Any) -> str:
+    if isinstance(val, bool):
+        return "a boolean"
+    if isinstance(val, int):
+        return "an integer"
+    if isinstance(val, float):
+        return "a float"
+    if isinstance(val, str):
+        return "a string"
+    if isinstance(val, Mapping):
+        return "a table"
+    if isinstance(val, (list, tuple)):
+        return "a list"
+    return f"a {type(val).__name__}"
+
+
+def _strict_bool(val: Any, _t) -> bool:
+    if isinstance(val, bool):
+        return val
+    raise StrictValueError(f"expected true or false, got {_show(val)} ({_kind(val)})")
+
+
+def _strict_int(val: Any, _t) -> int:
+    if isinstance(val, int) and not isinstance(val, bool):
+        return val
+    raise StrictValueError(f"expected an integer, got {_show(val)} ({_kind(val)})")
+
+
+def _strict_float(val: Any, _t) -> float:
+    if isinstance(val, (int, float)) and not isinstance(val, bool):
+        out = float(val)
+        if not math.isfinite(out):
+            raise StrictValueError(f"expected a finite number, got {_show(val)}")
+        return out
+    raise StrictValueError(f"expected a number, got {_show(val)} ({_kind(val)})")
+
+
+def _strict_str(val: Any, _t) -> str:
+    if isinstance(val, str):
+        return val
+    raise StrictValueError(f"expected a string, got {_show(val)} ({_kind(val)})")
+
+
+_converter.register_structure_hook(bool, _strict_bool)
+_converter.register_structure_hook(int, _strict_int)
+_converter.register_structure_hook(float, _strict_float)
+_converter.register_structure_hook(str, _strict_str)
 
 
 def _check_keys(data: Mapping[str, Any], cls: type, path: str) -> None:
@@ -44,14 +109,22 @@ def structure(data: Mapping[str, Any], cls: type, path: str = "config") -> Any:
         return _converter.structure(dict(data), cls)
     except cattrs.BaseValidationError as exc:
         msgs = cattrs.transform_error(exc, path=path, format_exception=_format_exception)
-        raise ConfigError("; ".join(msgs)) from None
+        raise ConfigError("; ".join(_key_first(m) for m in msgs)) from None
     except (ValueError, TypeError) as exc:  # attrs validators raise these from __init__
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def _key_first(msg: str) -> str:
+    """cattrs says 'problem @ config.train.steps'; the key reads better first."""
+    problem, sep, where = msg.rpartition(" @ ")
+    return f"{where}: {problem}" if sep else msg
 
 
 def _format_exception(exc: BaseException, type_: Any) -> str:
     from cattrs.v import format_exception
 
+    if isinstance(exc, StrictValueError):
+        return str(exc)
     base = format_exception(exc, type_)
     if base != "invalid value":
         return base
@@ -100,13 +173,21 @@ class TrainConfig:
     sync_batchnorm: bool = False                                       # BatchNorm statistics over all processes' batches
 
 
+MAX_SEED = 2**62  # derived seeds (seed * 2 + 1 + 7919 * rank + ...) must stay inside torch's 64-bit range
+
+
+def _seed_range(inst, attribute, value) -> None:
+    if not 0 <= value < MAX_SEED:
+        raise ValueError(f"seed must be an integer in [0, 2**62), got {value}")
+
+
 @define(kw_only=True)
 class RunConfig:
     """A whole run: which algorithm on which data, and how to train it."""
 
     plugin: str = ""                      # the plugin whose preset this came from
     preset: str = ""                      # the preset's short name
-    seed: int = 0                         # seeds torch, numpy, python and the data order
+    seed: int = field(default=0, validator=_seed_range)  # seeds torch, numpy, python and the data order
     device: str = "auto"                  # auto | cpu | cuda | cuda:N
     out: str = ""                         # output directory ("" -> runs/<plugin>-<preset>)
     algorithm: dict = field(factory=dict)  # component spec {type = "...", ...}
@@ -121,7 +202,10 @@ def load_toml(path: str | Path) -> dict:
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        return tomllib.loads(p.read_text())
+        return tomllib.loads(p.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p} is not UTF-8 text (byte {exc.start} is 0x{exc.object[exc.start]:02x}); "
+                          "TOML files must be UTF-8: re-save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p} is not valid TOML: {exc}") from None
 

@@ -20,10 +20,16 @@ from attrs import define, field, validators as v
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from genfw.core.errors import GenfwError
-from genfw.core.images import IMAGE_SUFFIXES
+from genfw.core.images import IMAGE_SUFFIXES, open_image, read_mask_planes
 
-# A mask that is mostly hole is far more often a white-is-known file than a real request.
+# Polarity thresholds. A user's mask for one image (`genfw inpaint` / `complete`) with more than
+# half of it hole is far more often a white-is-known file (a typical inverted mask is 75 % "hole")
+# than a real request, so it is refused unless --mask-polarity states which colour is the hole.
+# Training mask sets (mask.type = folder) legitimately hold holes up to 50-60 %, so there only
+# masks over 90 % hole are refused (mask.invert states the set's polarity).
+PROBABLY_INVERTED = 0.5
 MAX_HOLE_FRACTION = 0.9
+POLARITIES = ("auto", "white-hole", "black-hole")  # auto: white = hole, refused above PROBABLY_INVERTED
 # More than this share of mid-grey pixels means the file is a photo or soft matte, not a mask.
 MAX_GREY_FRACTION = 0.05
 
@@ -77,7 +83,7 @@ def binarize(mask: torch.Tensor, threshold: float = 0.5, name: str = "mask") -> 
     return (m > threshold).float()
 
 
-def validate_mask(mask: torch.Tensor, image_shape, name: str = "mask") -> torch.Tensor:
+def validate_mask(mask: torch.Tensor, image_shape, name: str = "mask", polarity: str = "auto") -> torch.Tensor:
     """Check a user mask against an image; returns it binarised as N x 1 x H x W.
 
     `image_shape` is any shape ending in (H, W) (e.g. the image tensor's `.shape`). Raises a one-line
@@ -88,17 +94,28 @@ def validate_mask(mask: torch.Tensor, image_shape, name: str = "mask") -> torch.
     m = binarize(mask, name=name)
     if tuple(m.shape[-2:]) != (h, w):
         raise GenfwError(f"{name} is {m.shape[-1]}x{m.shape[-2]} but the image is {w}x{h}; they must match")
-    check_polarity(m, name, inverted="it looks inverted (genfw masks use white = hole, black = known); invert it",
-                   empty="(all black); white pixels mark the region to fill")
+    if polarity not in POLARITIES:
+        raise GenfwError(f"mask polarity {polarity!r} is not one of {', '.join(POLARITIES)}")
+    if polarity == "black-hole":
+        m = 1.0 - m
+    check_polarity(m, name, inverted="it is probably inverted (genfw masks use white = hole, black = known): "
+                   "pass --mask-polarity black-hole if black marks the hole, or --mask-polarity white-hole "
+                   "if the hole really is that large",
+                   empty="(all black); white pixels mark the region to fill",
+                   limit=PROBABLY_INVERTED if polarity == "auto" else None)
     return m
 
 
-def check_polarity(m: torch.Tensor, name: str, inverted: str, empty: str) -> None:
-    """One-line errors for a mask that is almost all hole (likely inverted) or has no hole at all;
+def check_polarity(m: torch.Tensor, name: str, inverted: str, empty: str,
+                   limit: float | None = MAX_HOLE_FRACTION) -> None:
+    """One-line errors for a mask with more than `limit` of it hole (likely inverted; None: the
+    caller was told the polarity, so only an all-hole mask is refused) or no hole at all;
     `inverted` / `empty` say how to fix it where the mask came from."""
     ratio = float(m.mean())
-    if ratio > MAX_HOLE_FRACTION:
-        raise GenfwError(f"{name} is {ratio:.0%} hole: {inverted}")
+    if limit is not None and ratio > limit:
+        raise GenfwError(f"{name} is {ratio:.0%} hole (over {limit:.0%}): {inverted}")
+    if ratio == 1:
+        raise GenfwError(f"{name} is all hole: nothing is known to fill it from")
     if ratio == 0:
         raise GenfwError(f"{name} has no hole {empty}")
 
@@ -110,21 +127,21 @@ def read_mask(path: str | Path, name: str | None = None) -> torch.Tensor:
     if not p.is_file():
         raise GenfwError(f"mask not found: {p}")
     try:
-        with Image.open(p) as im:
+        with open_image(p, "mask") as im:
             if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
                 im = im.convert("RGBA")
                 arr = np.asarray(im, dtype=np.float32)[..., :3] / 255.0
             else:
-                arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+                return binarize(read_mask_planes(im).unsqueeze(0), name=label)  # one plane for grey files
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise GenfwError(f"cannot read mask {p}: {exc}") from None
     t = torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0)
     return binarize(t, name=label)
 
 
-def load_mask(path: str | Path, image_shape) -> torch.Tensor:
+def load_mask(path: str | Path, image_shape, polarity: str = "auto") -> torch.Tensor:
     """Read and validate a mask file for an image of `image_shape` (what `genfw inpaint` uses)."""
-    return validate_mask(read_mask(path), image_shape, name=f"mask {path}")
+    return validate_mask(read_mask(path), image_shape, name=f"mask {path}", polarity=polarity)
 
 
 def _seed_from(generator: torch.Generator | None) -> int:

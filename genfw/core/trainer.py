@@ -30,10 +30,12 @@ from torch.utils.data import DataLoader
 
 from genfw.core import checkpoint as ckpt_mod
 from genfw.core import distributed as ddp
+from genfw.core.atomic import replace_file
 from genfw.core.algorithm import Context
 from genfw.core.config import RunConfig, dump_toml
 from genfw.core.errors import GenfwError
 from genfw.core.images import save_grid
+from genfw.core.runlock import RunLock
 from genfw.core.step import NonFiniteLossError, run_step
 from genfw.registry.licences import record_licences
 
@@ -184,9 +186,11 @@ class Trainer:
         cfg, t = self.cfg, self.cfg.train
         dev_pref = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         self.dist = ddp.init_distributed("cuda" if dev_pref.startswith("cuda") else "cpu")
+        self._lock = None
         try:
             return self._run(cfg, t)
         finally:
+            self._unlock()
             ddp.shutdown(self.dist)
 
     def _run(self, cfg: RunConfig, t) -> dict:
@@ -196,6 +200,7 @@ class Trainer:
             raise GenfwError("precision fp16 needs a CUDA device; use bf16 on CPU")
         self.out = Path(cfg.out or f"runs/{cfg.plugin or 'run'}-{cfg.preset or 'custom'}").expanduser()
         _check_out_dir(self.out)
+        self._lock_out()
         self.ckpt_root = self.out / "checkpoints"
         existing = ddp.from_main(bool(ckpt_mod.complete_checkpoints(self.ckpt_root)))
         if existing and not self.resume:
@@ -233,12 +238,11 @@ class Trainer:
 
         if self.resume:
             if existing:
-                # every rank must load the same checkpoint: rank 0 picks it
-                self._restore(Path(ddp.from_main(str(ckpt_mod.find_checkpoint(self.out)))))
+                self._restore(self.ckpt_root)
             elif d.is_main:
                 print(f"no checkpoint in {self.ckpt_root}; starting from step 0", file=sys.stderr)
         if d.is_main:
-            (self.out / "config.toml").write_text(dump_toml(self.resolved))
+            replace_file(self.out / "config.toml", dump_toml(self.resolved))
             record_licences(self.out, self.resolved, self.registry)
             self._trim_log()
 
@@ -251,6 +255,20 @@ class Trainer:
         return self._loop(iter(loader))
 
     # ---------------------------------------------------------------------------------------------
+    def _lock_out(self) -> None:
+        """One writer per --out (rank 0 writes for all ranks): a second run, or a second --resume,
+        fails here with the holder named instead of interleaving logs and pruning the other's files."""
+        if self.dist.is_main:
+            self._lock = RunLock.acquire(self.out)
+
+    def _unlock(self) -> None:
+        if getattr(self, "_lock", None) is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _report(self, msg: str) -> None:
+        print(msg, file=sys.stderr)
+
     def _check_same_run(self, path: Path) -> None:
         """Resuming with another plugin / algorithm would fail deep in weight loading: say so first."""
         saved = ckpt_mod.read_state(path).get("config", {})
@@ -262,16 +280,36 @@ class Trainer:
             raise GenfwError(f"{self.out} was trained by {who} ({theirs}), not {mine}; resume it with its own "
                              f"config: {resume_command(self.out)} (uses {self.out / 'config.toml'})")
 
-    def _restore(self, path: Path) -> None:
-        self._check_same_run(path)
-        try:
-            state = ckpt_mod.load_checkpoint(path, self.algo, scaler=self.scaler,
-                                             generators={"mask": self.mask_rng})
-        except GenfwError as exc:
-            if self.dist.is_main:
-                raise
-            raise GenfwError(f"rank {self.dist.rank} cannot load {path}, the checkpoint rank 0 chose ({exc}); "
-                             "--out must be on a filesystem every node sees") from None
+    def _restore(self, root: Path) -> None:
+        d = self.dist
+        # the newest checkpoint that verifies; damaged ones are reported, set aside and skipped.
+        # Rank 0 chooses and the others load its choice, so every rank resumes the same checkpoint
+        # (and fails with the same one-line error when none is usable).
+        choice: Path | GenfwError | None = None
+        if d.is_main:
+            try:
+                for cand in ckpt_mod.resume_candidates(root, warn=False):
+                    try:
+                        self._check_same_run(cand)  # on the newest checkpoint whose state.json reads
+                        break
+                    except ckpt_mod.DamagedCheckpointError:
+                        continue  # load_for_resume reports it
+                path, state = ckpt_mod.load_for_resume(root, self.algo, scaler=self.scaler,
+                                                       generators={"mask": self.mask_rng}, report=self._report)
+                choice = path
+            except GenfwError as exc:
+                choice = exc
+        choice = ddp.from_main(choice)
+        if isinstance(choice, GenfwError):
+            raise choice
+        if not d.is_main:
+            path = Path(choice)
+            try:
+                state = ckpt_mod.load_checkpoint(path, self.algo, scaler=self.scaler,
+                                                 generators={"mask": self.mask_rng})
+            except GenfwError as exc:
+                raise GenfwError(f"rank {d.rank} cannot load {path}, the checkpoint rank 0 chose ({exc}); "
+                                 "--out must be on a filesystem every node sees") from None
         self.step = int(state["step"])
         self.images = int(state["images"])
         self.position = int(state["data_position"])
@@ -279,13 +317,13 @@ class Trainer:
         saved_world = int(state.get("world_size", 1))
         # checkpoints from before the shared stream counted batches of one process
         self.stream = int(state.get("data_stream_position", self.position * self.cfg.train.batch_size))
-        self._restore_rank(path, saved_world)
+        self._restore_rank(path, saved_world, state)
         if self.dist.is_main:
             note = "" if saved_world == self.dist.world_size else \
                 f" written by {saved_world} process(es), continued on {self.dist.world_size}"
             print(f"resumed from {path} (step {self.step}){note}", file=sys.stderr)
 
-    def _restore_rank(self, path: Path, saved_world: int) -> None:
+    def _restore_rank(self, path: Path, saved_world: int, state: dict) -> None:
         """This rank's own streams and algorithm state (load_checkpoint restored rank 0's).
 
         Same world size: every rank gets exactly what it saved (bit-exact resume). Another world
@@ -296,7 +334,7 @@ class Trainer:
         if saved_world == d.world_size:
             if d.rank == 0:
                 return
-            entry = ckpt_mod.read_rank_state(path, d.rank)
+            entry = ckpt_mod.read_rank_state(path, d.rank, state)
             if entry is not None:
                 ckpt_mod.set_rng_state(entry["rng"], {"mask": self.mask_rng})
                 self.algo.load_extra(entry.get("algorithm", {}), entry["tensors"])
@@ -305,7 +343,7 @@ class Trainer:
         seed_everything(seed)
         self.mask_rng.manual_seed(seed * 2 + 1)
         src = d.rank % saved_world
-        entry = ckpt_mod.read_rank_state(path, src) if src else None
+        entry = ckpt_mod.read_rank_state(path, src, state) if src else None
         if entry is not None:
             self.algo.load_extra(entry.get("algorithm", {}), entry["tensors"])
 
@@ -342,7 +380,7 @@ class Trainer:
                     keep.append(line)
             except json.JSONDecodeError:
                 continue  # a half-written last line from a SIGKILL
-        log.write_text("".join(f"{ln}\n" for ln in keep))
+        replace_file(log, "".join(f"{ln}\n" for ln in keep))  # a kill mid-trim keeps the old log
 
     def _batch(self, raw: dict) -> dict:
         nonblock = self.device.type == "cuda"
@@ -368,9 +406,22 @@ class Trainer:
             batch["mask"] = m.contiguous(memory_format=torch.channels_last) if cl else m
         return batch
 
+    def _guard_finite(self) -> None:
+        """Never checkpoint a diverged state: weights, buffers, optimizer and algorithm tensors are
+        checked finite first; the error names the network and tensor and the last good checkpoint."""
+        try:
+            ckpt_mod.check_finite_state(self.algo, self.scaler, step=self.step)
+        except ckpt_mod.NonFiniteStateError as exc:
+            raise ckpt_mod.NonFiniteStateError(f"{exc}; {self._last_good_text()}") from None
+
+    def _last_good_text(self) -> str:
+        good = ckpt_mod.last_good(self.ckpt_root)
+        return f"last good checkpoint: {good}" if good else "no checkpoint was written"
+
     def save(self, tag: str = "") -> Path | None:
         """Every rank calls this together; rank 0 writes (other ranks return None)."""
         d = self.dist
+        self._guard_finite()  # on every rank: each checks its own per-rank algorithm tensors too
         ranks = ddp.gather_to_main(self._rank_state()) if d.enabled else None
         if not d.is_main:
             return None
@@ -444,9 +495,7 @@ class Trainer:
                         logs = run_step(algo, batch, self.step, precision=t.precision, scaler=self.scaler,
                                         grad_clip=t.grad_clip, grad_sync=grad_sync)
                     except NonFiniteLossError as exc:
-                        good = ckpt_mod.complete_checkpoints(self.ckpt_root)
-                        where = f"last good checkpoint: {good[-1]}" if good else "no checkpoint was written"
-                        raise NonFiniteLossError(f"{exc}; {where}") from None
+                        raise NonFiniteLossError(f"{exc}; {self._last_good_text()}") from None
                     if d.enabled:
                         ddp.after_step(algo.nets.values())
                     self.stream += self.order.span

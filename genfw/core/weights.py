@@ -236,7 +236,7 @@ def read_tensor_file(p: Path) -> dict[str, torch.Tensor]:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - the safe loader refuses anything but tensors
         raise GenfwError(f"cannot read {p} as a torch state dict with the safe loader "
-                         f"(weights_only=True): {str(exc).splitlines()[0]}") from None
+                         f"(weights_only=True): {(str(exc).splitlines() or [type(exc).__name__])[0]}") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -302,6 +302,8 @@ def import_file(name: str, src: str | Path) -> Path:
     p = Path(src).expanduser()
     if not p.is_file():
         raise GenfwError(f"file not found: {p}")
+    if p.stat().st_size == 0:
+        raise GenfwError(f"{p} is empty (0 bytes); it cannot be {asset.name}: copy the file again")
     dest = cache_dir() / asset.cache_file
     if asset.kind == "file":
         if p.suffix == ".bz2":

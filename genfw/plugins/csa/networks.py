@@ -78,7 +78,8 @@ class RoughNet(nn.Module):
         super().__init__()
         depth = _levels(cfg.image_size, cfg.depth, 0)
         if 2 ** depth > cfg.image_size:
-            raise ValueError(f"rough depth {depth} halves {cfg.image_size} px below 1 pixel")
+            raise ValueError(f"rough depth {depth} halves {cfg.image_size} px below 1 pixel; lower its depth "
+                             "or use a larger data.image_size")
         width = [min(cfg.base_channels * 2 ** i, cfg.max_channels) for i in range(depth)]
         block = None
         for i in range(depth - 1, 0, -1):
@@ -136,9 +137,14 @@ class RefineNet(nn.Module):
         super().__init__()
         depth = _levels(cfg.image_size, cfg.depth, 2)
         if 2 ** depth > cfg.image_size:
-            raise ValueError(f"refine depth {depth} halves {cfg.image_size} px below 1 pixel")
+            raise ValueError(f"refine depth {depth} halves {cfg.image_size} px below 1 pixel; lower its depth "
+                             "or use a larger data.image_size")
         if not 1 <= cfg.csa_level < depth:
-            raise ValueError(f"csa_level must be in 1..{depth - 1} for depth {depth}, got {cfg.csa_level}")
+            # the level is counted from the top, so a smaller image has fewer levels to put CSA at
+            # the slot that builds this names it (algorithm.refine ...); say what fits this size
+            raise ValueError(f"csa_level must be in 1..{depth - 1} for {cfg.image_size} px images (refine depth "
+                             f"{depth}), got {cfg.csa_level}; set csa_level = {depth - 1} or use a larger "
+                             "data.image_size")
         self.depth, self.csa_level, self.threshold = depth, cfg.csa_level, cfg.mask_threshold
         width = [min(cfg.base_channels * 2 ** i, cfg.max_channels) for i in range(depth + 1)]
         self.stem = nn.Conv2d(2 * cfg.channels, width[0], 3, 1, 1)
