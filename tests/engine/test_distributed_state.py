@@ -149,3 +149,34 @@ def test_sync_batchnorm_option_defaults_off_and_converts(registry, run_cfg, caps
     assert syncs and not bns  # the toy DCGAN's BatchNorm layers were all converted
     assert "one process" in capsys.readouterr().err  # said, not silently ignored
 
+
+
+def _two_rank_checkpoint(root, step):
+    states = [{"rank": r, "rng": {"torch": f"s{r}"}, "data_position": step, "algorithm": {"n": r},
+               "tensors": {"pool": torch.full((2,), float(r))}} for r in range(2)]
+    return ck.save_checkpoint(root, _Algo(), step=step, images=0, data_position=step, config={},
+                              rank_states=states)
+
+
+@pytest.mark.parametrize("name", [ck.RANKS_JSON, ck.RANKS_TENSORS])
+def test_rank_files_are_under_the_checkpoint_sha256(tmp_path, name):
+    path = _two_rank_checkpoint(tmp_path, 1)
+    state = ck.verify_checkpoint(path)
+    assert name in state["integrity"]["sha256"]
+    data = bytearray((path / name).read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle of the file
+    (path / name).write_bytes(bytes(data))
+    with pytest.raises(ck.CheckpointError, match=name):
+        ck.verify_checkpoint(path)
+    with pytest.raises(ck.CheckpointError, match=name):
+        ck.read_rank_state(path, 1)
+
+
+def test_resume_skips_a_checkpoint_whose_rank_files_are_damaged(tmp_path):
+    _two_rank_checkpoint(tmp_path, 1)
+    newest = _two_rank_checkpoint(tmp_path, 2)
+    (newest / ck.RANKS_JSON).write_text("{}")
+    said = []
+    path, state = ck.load_for_resume(tmp_path, _Algo(), report=said.append)
+    assert path.name == "00000001" and state["step"] == 1
+    assert any("00000002" in m and ck.RANKS_JSON in m for m in said)
