@@ -8,6 +8,8 @@ Layout of ``OUT/checkpoints/<step:08d>/``:
   state.json              step, images, RNG states, data position, extra_state, config, versions,
                           and "integrity": the sha256 of every other file and of state.json's own
                           content, checked before anything is loaded
+  ranks.json              (several processes) every rank's RNG states, data position, extra_state
+  ranks.safetensors       (several processes) every rank's extra_tensors, as "rank<r>/<key>"
 ``OUT/checkpoints/latest`` holds the name of the newest complete checkpoint directory.
 """
 from __future__ import annotations
@@ -220,12 +222,14 @@ def check_finite_state(algo, scaler=None, step: int | None = None) -> None:
 def save_checkpoint(ckpt_root: str | Path, algo, *, step: int, images: int, data_position: int,
                     config: Mapping[str, Any], context: Mapping[str, Any] | None = None,
                     scaler: torch.amp.GradScaler | None = None, generators: Mapping[str, torch.Generator] | None = None,
-                    keep_last: int = 0, extra: Mapping[str, Any] | None = None) -> Path:
+                    keep_last: int = 0, extra: Mapping[str, Any] | None = None,
+                    rank_states: list[Mapping[str, Any]] | None = None) -> Path:
     """Write checkpoint `step` under `ckpt_root`, point `latest` at it, prune to `keep_last`.
 
     Every file's sha256 goes into state.json (written last), so a checkpoint is complete and
     verifiable once state.json exists. The caller checks the state is finite first
-    (`check_finite_state`); the trainer does.
+    (`check_finite_state`); the trainer does. `rank_states` (one per process, see
+    `rank_state_files`) become two more files of the same directory, under the same sha256 scheme.
     """
     root = Path(ckpt_root)
     root.mkdir(parents=True, exist_ok=True)
@@ -263,6 +267,8 @@ def save_checkpoint(ckpt_root: str | Path, algo, *, step: int, images: int, data
         if stray:
             raise TypeError(f"{type(algo).__name__}.extra_state() holds tensors ({', '.join(stray)}); "
                             "return them from extra_tensors() instead")
+        if rank_states:
+            files.update(rank_state_files(rank_states))
         for fname, data in files.items():
             write_new(tmp / fname, data)
         state["integrity"] = {"sha256": {f: hashlib.sha256(d).hexdigest() for f, d in files.items()},
@@ -281,6 +287,58 @@ def save_checkpoint(ckpt_root: str | Path, algo, *, step: int, images: int, data
     if keep_last > 0:
         prune(root, keep_last)
     return final
+
+
+RANKS_JSON, RANKS_TENSORS = "ranks.json", "ranks.safetensors"
+
+
+def rank_state_files(rank_states: list[Mapping[str, Any]]) -> dict[str, bytes]:
+    """Per-process state as the bytes of ranks.json and ranks.safetensors. Each entry is {"rank",
+    "rng", "data_position", "algorithm" (JSON), "tensors" (name -> tensor)}; the tensors are stored
+    as "rank<r>/<name>"."""
+    from safetensors.torch import save as tensor_bytes
+
+    entries, tensors = [], {}
+    for st in rank_states:
+        r = int(st["rank"])
+        for k, v in dict(st.get("tensors") or {}).items():
+            tensors[f"rank{r}/{k}"] = v.detach().cpu().contiguous().clone()
+        stray: dict[str, torch.Tensor] = {}
+        entry = split_state({k: v for k, v in st.items() if k != "tensors"}, f"rank{r}", stray)
+        if stray:
+            raise TypeError(f"rank {r} state holds tensors outside 'tensors' ({', '.join(stray)})")
+        entries.append(entry)
+    return {RANKS_TENSORS: tensor_bytes(tensors),
+            RANKS_JSON: json.dumps({"world_size": len(entries), "ranks": entries}, indent=1).encode("utf-8")}
+
+
+def read_rank_state(ckpt: str | Path, rank: int, state: Mapping[str, Any] | None = None) -> dict | None:
+    """Rank `rank`'s saved state with its tensors, or None when the checkpoint has no entry for it
+    (written by one process, by fewer processes, or before per-rank state existed). The files are
+    checked against the sha256 state.json records for them, like every other file."""
+    ckpt = Path(ckpt)
+    if not (ckpt / RANKS_JSON).is_file():
+        return None
+    state = read_state(ckpt) if state is None else state
+    path = ckpt / RANKS_JSON
+    try:
+        data = json.loads(_file_bytes(ckpt, RANKS_JSON, state).decode("utf-8"))
+        entry = next((e for e in data["ranks"] if int(e["rank"]) == int(rank)), None)
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise DamagedCheckpointError(f"checkpoint file {path} is malformed ({exc}); the file is damaged") from None
+    if entry is None:
+        return None
+    prefix = f"rank{int(rank)}/"
+    tensors = {k[len(prefix):]: v for k, v in _tensors(ckpt, RANKS_TENSORS, state).items() if k.startswith(prefix)}
+    return {**entry, "tensors": tensors}
+
+
+def _verify_rank_files(ckpt: Path, state: Mapping[str, Any]) -> None:
+    """A multi-process checkpoint is only usable with its per-rank files intact."""
+    recorded = ((state.get("integrity") or {}).get("sha256") or {}) if isinstance(state.get("integrity"), dict) else {}
+    for name in (RANKS_JSON, RANKS_TENSORS):
+        if name in recorded:
+            _file_bytes(ckpt, name, state)
 
 
 def _point_latest(root: Path, name: str) -> None:
@@ -439,6 +497,8 @@ def verify_checkpoint(ckpt: str | Path, training_state: bool = True) -> dict:
         if name == "algorithm.safetensors" and not (ckpt / name).is_file() and state.get("integrity") is None:
             continue
         _file_bytes(ckpt, name, state)
+    if training_state:
+        _verify_rank_files(ckpt, state)
     return state
 
 
@@ -488,6 +548,7 @@ def load_checkpoint(ckpt: str | Path, algo, *, scaler: torch.amp.GradScaler | No
         except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DamagedCheckpointError(f"checkpoint file {opt_json} is malformed ({exc}); "
                                          "the file is damaged") from None
+        _verify_rank_files(ckpt, state)
     _load_networks_from(ckpt, nets, algo)
     try:
         algo.load_extra(join_state(state.get("algorithm", {}), {}), extra_tensors)

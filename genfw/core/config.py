@@ -170,6 +170,7 @@ class TrainConfig:
     tensorboard: bool = False                                          # also write TensorBoard events
     sample_count: int = field(default=16, validator=v.gt(0))         # images per sample grid
     deterministic: bool = False                                        # torch deterministic algorithms
+    sync_batchnorm: bool = False                                       # BatchNorm statistics over all processes' batches
 
 
 MAX_SEED = 2**62  # derived seeds (seed * 2 + 1 + 7919 * rank + ...) must stay inside torch's 64-bit range

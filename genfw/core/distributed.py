@@ -10,16 +10,25 @@ gradients of exactly the networks that phase updates (``run_step(..., grad_sync=
 optimizer steps. Buffers (BatchNorm statistics) are re-broadcast from rank 0 after every step, as
 DDP does with ``broadcast_buffers``. Every rank then applies the same averaged update and the
 replicas stay identical.
+
+Also here: the data stream every world size shares (``GlobalOrder``: a resume on another number of
+processes continues from one integer), the collectives the trainer needs to decide together
+(``max_over_ranks``, ``from_main``, ``gather_to_main`` for the per-rank checkpoint state), and
+``SyncBatchNorm``, which runs on gloo as well as nccl. Only torch.distributed: torchrun (or
+anything that sets its environment variables) starts the processes.
 """
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from typing import Any, Iterable, Iterator
 
 import attrs
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from genfw.core.errors import GenfwError
 
 
 @attrs.define
@@ -67,10 +76,25 @@ def shutdown(info: DistInfo) -> None:
 
 def broadcast_module(module: nn.Module, src: int = 0, buffers_only: bool = False) -> None:
     """Make every rank's copy equal to rank `src`'s."""
+    tensors = list(module.buffers()) if buffers_only else [*module.parameters(), *module.buffers()]
+    broadcast_tensors(tensors, src)
+
+
+def broadcast_tensors(tensors: Iterable[torch.Tensor], src: int = 0) -> None:
+    """Rank `src`'s values into `tensors` on every rank, one flat broadcast per dtype and device:
+    a network has dozens of small buffers, and per-tensor collectives cost a round trip each."""
+    groups: dict[tuple, list[torch.Tensor]] = {}
+    for t in tensors:
+        groups.setdefault((t.dtype, t.device), []).append(t)
     with torch.no_grad():
-        tensors = list(module.buffers()) if buffers_only else [*module.parameters(), *module.buffers()]
-        for t in tensors:
-            dist.broadcast(t.data, src)
+        for group in groups.values():
+            flat = torch.cat([t.detach().reshape(-1) for t in group])
+            dist.broadcast(flat, src)
+            offset = 0
+            for t in group:
+                n = t.numel()
+                t.data.copy_(flat[offset:offset + n].view_as(t))
+                offset += n
 
 
 def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
@@ -115,3 +139,223 @@ def all_mean(value: float, device: torch.device) -> float:
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
+
+
+# --- the data order across ranks --------------------------------------------------------------------
+class GlobalOrder:
+    """One endless stream of per-epoch permutations, shared by every world size.
+
+    Stream position p is item ``perm_e[p % n]`` of epoch ``e = p // n``, where ``perm_e`` depends on
+    (seed, e) alone. A step of W ranks with B items each consumes the W*B consecutive positions
+    starting at g; rank r takes g + r, g + r + W, ... (every W-th, like DistributedSampler). So the
+    only data state is g, one integer for all ranks: a run resumed on another world size (or batch
+    size) carries on from g and within an epoch no item is seen twice or skipped.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        if n <= 0:
+            raise GenfwError("the dataset is empty")
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self._cache: dict[int, list[int]] = {}
+
+    @property
+    def span(self) -> int:
+        """Stream positions one step consumes (all ranks together)."""
+        return self.batch_size * self.world
+
+    def epoch(self, e: int) -> list[int]:
+        if e not in self._cache:
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + e) % 2**63)
+            if len(self._cache) >= 2:  # a batch spans at most two epochs
+                self._cache.pop(min(self._cache))
+            self._cache[e] = torch.randperm(self.n, generator=g).tolist()
+        return self._cache[e]
+
+    def item(self, pos: int) -> tuple[int, int]:
+        """(dataset index, epoch) at stream position `pos`."""
+        e, i = divmod(pos, self.n)
+        return self.epoch(e)[i], e
+
+    def batch_at(self, start: int) -> list[tuple[int, int]]:
+        """This rank's (index, epoch) pairs of the step that begins at stream position `start`."""
+        return [self.item(start + self.rank + self.world * j) for j in range(self.batch_size)]
+
+
+class DataOrder(GlobalOrder):
+    """A run that starts at stream position 0: batch k begins at k * span."""
+
+    def batch_with_epochs(self, k: int) -> list[tuple[int, int]]:
+        return self.batch_at(k * self.span)
+
+    def batch(self, k: int) -> list[int]:
+        return [i for i, _ in self.batch_with_epochs(k)]
+
+    def epoch_of(self, k: int) -> int:
+        return (k * self.span) // self.n
+
+
+class StreamSampler:
+    """DataLoader batch sampler: this rank's batches from stream position `start` on, one per step."""
+
+    def __init__(self, order: GlobalOrder, start: int, with_epoch: bool = False) -> None:
+        self.order, self.start, self.with_epoch = order, int(start), with_epoch
+
+    def __iter__(self) -> Iterator[list]:
+        g = self.start
+        while True:
+            pairs = self.order.batch_at(g)
+            yield pairs if self.with_epoch else [i for i, _ in pairs]
+            g += self.order.span
+
+
+# --- agreeing on state --------------------------------------------------------------------------------
+def from_main(value: Any) -> Any:
+    """Rank 0's `value` on every rank (e.g. which checkpoint to resume: all ranks must load the same)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_to_main(value: Any) -> list | None:
+    """Every rank's `value`, in rank order, on rank 0 (None elsewhere). Over the wire only: what
+    rank 0 then writes is JSON and safetensors."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [value]
+    out = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(value, out, dst=0)
+    return out
+
+
+def max_over_ranks(*values: int) -> tuple[int, ...]:
+    """Element-wise max of small ints over ranks: decisions every rank must take together (stop,
+    and with which signal; save now)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tuple(int(v) for v in values)
+    t = torch.tensor([int(v) for v in values], dtype=torch.int64, device=_collective_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return tuple(int(v) for v in t.tolist())
+
+
+def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
+    """Each named scalar averaged over ranks (every rank passes the same names: the logged losses)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return dict(values)
+    keys = sorted(values)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=_collective_device())
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return dict(zip(keys, (t / dist.get_world_size()).tolist()))
+
+
+def _collective_device() -> torch.device:
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def derived_seed(seed: int, rank: int, step: int) -> int:
+    """The random streams of `rank` when they were not saved for this world size: a function of
+    (seed, rank, step), so a resume on another world size is still deterministic."""
+    return seed + 7919 * rank + 104729 * step
+
+
+def after_step(nets: Iterable[nn.Module]) -> None:
+    """Buffers (BatchNorm running statistics) from rank 0 after every step, as DDP's
+    ``broadcast_buffers`` does."""
+    broadcast_tensors([b for net in nets for b in net.buffers()])
+
+
+# --- SyncBatchNorm ------------------------------------------------------------------------------------
+class _SumOverRanks(torch.autograd.Function):
+    """all_reduce(SUM) with its gradient: the gradient of a sum over ranks is the sum over ranks of
+    the gradients (torch.distributed.nn.functional.all_reduce, which is deprecated, did the same)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return _SumOverRanks.apply(grad)
+
+
+def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    return _SumOverRanks.apply(tensor)
+
+
+class SyncBatchNorm(_BatchNorm):
+    """BatchNorm whose training statistics are those of the global batch (all ranks).
+
+    Two differentiable all-reduces per call: the per-channel sum and count give the global mean,
+    then the sum of squared deviations from it gives the global (biased) variance, exactly what one
+    process would compute over the concatenated batch. Their backward all-reduces the gradients of
+    those statistics, so each rank's input gradient includes the other ranks' losses, as with
+    torch's SyncBatchNorm under DDP. Written on torch.distributed's all_reduce (with its gradient) rather
+    than torch's SyncBatchNorm because that one runs only on GPUs, and our tests and CPU users run
+    gloo. Evaluation mode, and a single process, is plain BatchNorm.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2-D input (N x C x ...), got {input.dim()}-D")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(input)
+        if not (self.training and dist.is_available() and dist.is_initialized()
+                and dist.get_world_size() > 1):
+            return super().forward(input)
+        dims = [0, *range(2, input.dim())]
+        shape = [1, -1] + [1] * (input.dim() - 2)
+        x = input.float()
+        count = x.new_tensor([x.numel() // x.shape[1]], dtype=torch.float64)
+        # per-channel sums are tiny: float64 on the wire keeps counts and sums exact enough
+        total = sum_over_ranks(torch.cat([x.sum(dims).double(), count]))
+        n = total[-1]  # >= world size >= 2, so the unbiased variance below is defined
+        mean = (total[:-1] / n).float()
+        centred = x - mean.view(shape)
+        var = (sum_over_ranks((centred * centred).sum(dims).double()) / n).float()
+        y = centred * torch.rsqrt(var + self.eps).view(shape)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                f = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                unbiased = var * (n / (n - 1)).float()
+                self.running_mean.mul_(1 - f).add_(mean.to(self.running_mean.dtype), alpha=f)
+                self.running_var.mul_(1 - f).add_(unbiased.to(self.running_var.dtype), alpha=f)
+        return y.to(input.dtype)
+
+
+def convert_sync_batchnorm(module: nn.Module) -> tuple[nn.Module, int]:
+    """Every BatchNorm layer of `module` replaced by SyncBatchNorm sharing its parameters and
+    buffers (optimizers built on the old layers keep working; state_dict keys are unchanged).
+    Returns (module, number of layers converted)."""
+    if isinstance(module, _BatchNorm) and not isinstance(module, (SyncBatchNorm, nn.SyncBatchNorm)):
+        new = SyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                            module.track_running_stats)
+        if module.affine:
+            new.weight, new.bias = module.weight, module.bias
+        if module.track_running_stats:
+            new.running_mean, new.running_var = module.running_mean, module.running_var
+            new.num_batches_tracked = module.num_batches_tracked
+        new.train(module.training)
+        return new, 1
+    converted = 0
+    for name, child in list(module.named_children()):
+        new, k = convert_sync_batchnorm(child)
+        if new is not child:
+            setattr(module, name, new)
+        converted += k
+    return module, converted
+
+
+# --- benchmark ------------------------------------------------------------------------------------------
+def register(registry) -> None:
+    from genfw.core import distributed_bench
+
+    registry.benchmark("ddp", distributed_bench.ddp_benchmark,
+                       help="1 vs 2 processes on the same global batch; share of step time in collectives")

@@ -8,7 +8,7 @@ def register_components(registry):
     import importlib
 
     for area in ("data", "masks", "losses", "schedulers", "weights", "landmarks", "metrics", "gan", "inpaint_metrics",
-                 "fidelity", "adapters", "eval"):
+                 "fidelity", "adapters", "eval", "distributed"):
         try:
             module = importlib.import_module(f"genfw.core.{area}")
         except ModuleNotFoundError as exc:

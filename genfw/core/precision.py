@@ -23,7 +23,6 @@ import contextlib
 import functools
 import logging
 import os
-import statistics
 from pathlib import Path
 
 import torch

@@ -2,17 +2,18 @@
 checkpoints, exact resume, Ctrl-C and distributed data parallel.
 
 Exact resume rests on three things being a pure function of what a checkpoint stores:
-* the data order: batch k of the run is ``DataOrder.batch(k)`` (seed, epoch, rank), so a checkpoint
-  only needs the number of batches consumed;
+* the data order: one stream of per-epoch permutations for all ranks (``distributed.GlobalOrder``),
+  so a checkpoint only needs the stream position, and a resume on another world size carries on
+  from it;
 * every random stream: torch / numpy / python global RNG, the mask generator's own Generator; the
   DataLoader gets a private Generator so creating its iterator never draws from the global one;
+  with several processes every rank's streams are saved (``ranks.json``);
 * optimizer, scheduler, scaler and algorithm state, saved at a step boundary only (a Ctrl-C is
   honoured at the next boundary, never mid-step).
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import signal
@@ -67,54 +68,7 @@ def seed_everything(seed: int) -> None:
 
 
 # --- data order ---------------------------------------------------------------------------------
-class DataOrder:
-    """Batch k = positions [k*B, (k+1)*B) of an endless stream of per-epoch permutations.
-
-    Epoch e's permutation comes from (seed, e) alone; with several ranks it is padded to a multiple
-    of the world size and rank r takes every world-th index (disjoint shards, same logic).
-    Small datasets simply wrap into the next epoch inside a batch.
-    """
-
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
-        if n <= 0:
-            raise GenfwError("the dataset is empty")
-        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
-        self.shard = math.ceil(n / world)
-        self._cache: dict[int, list[int]] = {}
-
-    def epoch(self, e: int) -> list[int]:
-        if e not in self._cache:
-            g = torch.Generator().manual_seed((self.seed * 1_000_003 + e) % 2**63)
-            perm = torch.randperm(self.n, generator=g).tolist()
-            perm += perm[: self.shard * self.world - self.n]  # pad so every rank gets a full shard
-            self._cache = {e: perm[self.rank::self.world]}  # one epoch at a time is enough
-        return self._cache[e]
-
-    def batch(self, k: int) -> list[int]:
-        return [i for i, _ in self.batch_with_epochs(k)]
-
-    def batch_with_epochs(self, k: int) -> list[tuple[int, int]]:
-        """(index, epoch) pairs: genfw datasets take the epoch with the index, so per-epoch
-        augmentation (flips) is right in worker processes and after a resume alike."""
-        out = []
-        for pos in range(k * self.batch_size, (k + 1) * self.batch_size):
-            e, i = divmod(pos, self.shard)
-            out.append((self.epoch(e)[i], e))
-        return out
-
-    def epoch_of(self, k: int) -> int:
-        return (k * self.batch_size) // self.shard
-
-
-class _BatchSampler:
-    def __init__(self, order: DataOrder, start: int, with_epoch: bool = False) -> None:
-        self.order, self.start, self.with_epoch = order, start, with_epoch
-
-    def __iter__(self) -> Iterator[list]:
-        k = self.start
-        while True:
-            yield self.order.batch_with_epochs(k) if self.with_epoch else self.order.batch(k)
-            k += 1
+DataOrder = ddp.DataOrder  # batch k of a run that starts at stream position 0 (see GlobalOrder)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -224,6 +178,7 @@ class Trainer:
         self.step = 0
         self.images = 0
         self.position = 0  # batches this rank consumed (= steps: one batch per step)
+        self.stream = 0    # data stream position of the next step (all ranks; see GlobalOrder)
         self.elapsed = 0.0
         self._seg_start = time.time()
         self.last_checkpoint = None
@@ -252,7 +207,7 @@ class Trainer:
         _check_out_dir(self.out)
         self._lock_out()
         self.ckpt_root = self.out / "checkpoints"
-        existing = ckpt_mod.complete_checkpoints(self.ckpt_root)
+        existing = ddp.from_main(bool(ckpt_mod.complete_checkpoints(self.ckpt_root)))
         if existing and not self.resume:
             raise GenfwError(f"{self.out} already holds checkpoints; pass --resume to continue it or "
                              "choose another --out")
@@ -279,6 +234,8 @@ class Trainer:
                 net.to(memory_format=torch.channels_last)
         for net in algo.nets.values():
             net.train()
+        if t.sync_batchnorm:
+            self._use_sync_batchnorm(algo)
         if d.enabled:
             for net in algo.nets.values():
                 ddp.broadcast_module(net)
@@ -297,9 +254,10 @@ class Trainer:
             record_licences(self.out, self.resolved, self.registry)
             self._trim_log()
 
-        order = DataOrder(len(dataset), t.batch_size, cfg.seed, d.rank, d.world_size)
-        loader_gen = torch.Generator().manual_seed(cfg.seed * 31 + self.position)
-        loader = DataLoader(dataset, batch_sampler=_BatchSampler(order, self.position, with_epoch=hasattr(dataset, "set_epoch")),
+        self.order = ddp.GlobalOrder(len(dataset), t.batch_size, cfg.seed, d.rank, d.world_size)
+        loader_gen = torch.Generator().manual_seed(cfg.seed * 31 + self.position + 7919 * d.rank)
+        sampler = ddp.StreamSampler(self.order, self.stream, with_epoch=hasattr(dataset, "set_epoch"))
+        loader = DataLoader(dataset, batch_sampler=sampler,
                             num_workers=t.num_workers, generator=loader_gen,
                             pin_memory=self.device.type == "cuda", persistent_workers=False)
         return self._loop(iter(loader))
@@ -331,26 +289,90 @@ class Trainer:
                              f"config: {resume_command(self.out)} (uses {self.out / 'config.toml'})")
 
     def _restore(self, root: Path) -> None:
-        for cand in ckpt_mod.resume_candidates(root, warn=False):
+        d = self.dist
+        # the newest checkpoint that verifies; damaged ones are reported, set aside and skipped.
+        # Rank 0 chooses and the others load its choice, so every rank resumes the same checkpoint
+        # (and fails with the same one-line error when none is usable).
+        choice: Path | GenfwError | None = None
+        if d.is_main:
             try:
-                self._check_same_run(cand)  # on the newest checkpoint whose state.json reads
-                break
-            except ckpt_mod.DamagedCheckpointError:
-                continue  # load_for_resume reports it
-        # the newest checkpoint that verifies; damaged ones are reported, set aside and skipped
-        path, state = ckpt_mod.load_for_resume(root, self.algo, scaler=self.scaler,
-                                               generators={"mask": self.mask_rng}, set_aside=self.dist.is_main,
-                                               report=self._report if self.dist.is_main else lambda m: None)
+                for cand in ckpt_mod.resume_candidates(root, warn=False):
+                    try:
+                        self._check_same_run(cand)  # on the newest checkpoint whose state.json reads
+                        break
+                    except ckpt_mod.DamagedCheckpointError:
+                        continue  # load_for_resume reports it
+                path, state = ckpt_mod.load_for_resume(root, self.algo, scaler=self.scaler,
+                                                       generators={"mask": self.mask_rng}, report=self._report)
+                choice = path
+            except GenfwError as exc:
+                choice = exc
+        choice = ddp.from_main(choice)
+        if isinstance(choice, GenfwError):
+            raise choice
+        if not d.is_main:
+            path = Path(choice)
+            try:
+                state = ckpt_mod.load_checkpoint(path, self.algo, scaler=self.scaler,
+                                                 generators={"mask": self.mask_rng})
+            except GenfwError as exc:
+                raise GenfwError(f"rank {d.rank} cannot load {path}, the checkpoint rank 0 chose ({exc}); "
+                                 "--out must be on a filesystem every node sees") from None
         self.step = int(state["step"])
         self.images = int(state["images"])
         self.position = int(state["data_position"])
         self.elapsed = float(state.get("elapsed", 0.0))
-        if self.dist.enabled and not self.dist.is_main:
-            # the checkpoint holds rank 0's streams; other ranks derive theirs from (seed, rank, step)
-            seed_everything(self.cfg.seed + 7919 * self.dist.rank + 104729 * self.step)
-            self.mask_rng.manual_seed(self.cfg.seed * 2 + 1 + 7919 * self.dist.rank + 104729 * self.step)
+        saved_world = int(state.get("world_size", 1))
+        # checkpoints from before the shared stream counted batches of one process
+        self.stream = int(state.get("data_stream_position", self.position * self.cfg.train.batch_size))
+        self._restore_rank(path, saved_world, state)
         if self.dist.is_main:
-            print(f"resumed from {path} (step {self.step})", file=sys.stderr)
+            note = "" if saved_world == self.dist.world_size else \
+                f" written by {saved_world} process(es), continued on {self.dist.world_size}"
+            print(f"resumed from {path} (step {self.step}){note}", file=sys.stderr)
+
+    def _restore_rank(self, path: Path, saved_world: int, state: dict) -> None:
+        """This rank's own streams and algorithm state (load_checkpoint restored rank 0's).
+
+        Same world size: every rank gets exactly what it saved (bit-exact resume). Another world
+        size: every rank's random streams are derived from (seed, rank, step), and its per-rank
+        algorithm state is that of saved rank (rank mod saved world size).
+        """
+        d = self.dist
+        if saved_world == d.world_size:
+            if d.rank == 0:
+                return
+            entry = ckpt_mod.read_rank_state(path, d.rank, state)
+            if entry is not None:
+                ckpt_mod.set_rng_state(entry["rng"], {"mask": self.mask_rng})
+                self.algo.load_extra(entry.get("algorithm", {}), entry["tensors"])
+                return
+        seed = ddp.derived_seed(self.cfg.seed, d.rank, self.step)
+        seed_everything(seed)
+        self.mask_rng.manual_seed(seed * 2 + 1)
+        src = d.rank % saved_world
+        entry = ckpt_mod.read_rank_state(path, src, state) if src else None
+        if entry is not None:
+            self.algo.load_extra(entry.get("algorithm", {}), entry["tensors"])
+
+    def _rank_state(self) -> dict:
+        return {"rank": self.dist.rank, "rng": ckpt_mod.rng_state({"mask": self.mask_rng}),
+                "data_position": self.position, "algorithm": dict(self.algo.extra_state()),
+                "tensors": {k: v.detach().cpu() for k, v in self.algo.extra_tensors().items()}}
+
+    def _use_sync_batchnorm(self, algo) -> None:
+        total = 0
+        for name, net in list(algo.nets.items()):
+            new, k = ddp.convert_sync_batchnorm(net)
+            if new is not net:
+                algo.nets[name] = new
+            total += k
+        if self.dist.is_main and total == 0:
+            print("train.sync_batchnorm: no network has BatchNorm layers; nothing to synchronise",
+                  file=sys.stderr)
+        elif self.dist.is_main and not self.dist.enabled:
+            print("train.sync_batchnorm: one process, so BatchNorm already sees the whole batch",
+                  file=sys.stderr)
 
     def _trim_log(self) -> None:
         """Drop log lines past the resumed step (the killed run logged steps it never checkpointed)."""
@@ -383,8 +405,10 @@ class Trainer:
 
             img = batch["image"]
             n = img.shape[0]
-            # mask k of the run is a function of (seed, k): bins stay balanced at any batch size
-            start = (self.position * self.dist.world_size + self.dist.rank) * n
+            # mask k of the run is a function of (seed, k): bins stay balanced at any batch size.
+            # k counts along the data stream (this rank's block of the step), so masks also carry
+            # on without repeats when a run resumes on another number of processes
+            start = self.stream + self.dist.rank * n
             m = draw(self.mask_fn, n, img.shape[-2], img.shape[-1], seed=self.mask_seed, start=start)
             m = m.to(self.device, dtype=img.dtype)
             batch["mask"] = m.contiguous(memory_format=torch.channels_last) if cl else m
@@ -402,13 +426,20 @@ class Trainer:
         good = ckpt_mod.last_good(self.ckpt_root)
         return f"last good checkpoint: {good}" if good else "no checkpoint was written"
 
-    def save(self, tag: str = "") -> Path:
-        self._guard_finite()
+    def save(self, tag: str = "") -> Path | None:
+        """Every rank calls this together; rank 0 writes (other ranks return None)."""
+        d = self.dist
+        self._guard_finite()  # on every rank: each checks its own per-rank algorithm tensors too
+        ranks = ddp.gather_to_main(self._rank_state()) if d.enabled else None
+        if not d.is_main:
+            return None
         path = ckpt_mod.save_checkpoint(
             self.ckpt_root, self.algo, step=self.step, images=self.images, data_position=self.position,
             config=self.resolved, context=self.context, scaler=self.scaler,
             generators={"mask": self.mask_rng}, keep_last=self.cfg.train.keep_last,
-            extra={"elapsed": self.elapsed + time.time() - self._seg_start, "reason": tag},
+            extra={"elapsed": self.elapsed + time.time() - self._seg_start, "reason": tag,
+                   "world_size": d.world_size, "data_stream_position": self.stream},
+            rank_states=ranks,
         )
         self.last_checkpoint = path
         return path
@@ -447,7 +478,7 @@ class Trainer:
 
         from tqdm import tqdm
 
-        cfg, t, d, algo = self.cfg, self.cfg.train, self.dist, self.algo
+        t, d, algo = self.cfg.train, self.dist, self.algo
         grad_sync = ddp.average_gradients if d.enabled else None
         main = d.is_main
         self.last_checkpoint = None
@@ -474,8 +505,8 @@ class Trainer:
                     except NonFiniteLossError as exc:
                         raise NonFiniteLossError(f"{exc}; {self._last_good_text()}") from None
                     if d.enabled:
-                        for net in algo.nets.values():
-                            ddp.broadcast_module(net, buffers_only=True)
+                        ddp.after_step(algo.nets.values())
+                    self.stream += self.order.span
                     n_img = int(batch["image"].shape[0]) * d.world_size
                     self.step += 1
                     self.images += n_img
@@ -488,10 +519,7 @@ class Trainer:
                     if self.step % t.log_every == 0 or self.step == t.steps:
                         mean = {k: v / acc_n for k, v in acc.items()}
                         if d.enabled:
-                            keys = sorted(mean)
-                            vals = torch.tensor([mean[k] for k in keys], dtype=torch.float64)
-                            torch.distributed.all_reduce(vals)
-                            mean = dict(zip(keys, (vals / d.world_size).tolist()))
+                            mean = ddp.mean_over_ranks(mean)
                         acc, acc_n = {}, 0
                         now = time.time()
                         rate = seg_images / max(now - seg_start, 1e-9)
@@ -512,14 +540,12 @@ class Trainer:
                         self._samples(batch)  # the final step always leaves a grid of the final weights
 
                     stop_now = stop.requested
-                    if d.enabled:
-                        flag = torch.tensor([int(stop_now)], dtype=torch.int32)
-                        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-                        stop_now = int(flag.item())
                     due = (t.checkpoint_every and self.step % t.checkpoint_every == 0) or self.step == t.steps
                     if t.checkpoint_minutes and time.time() - last_ckpt_time >= 60 * t.checkpoint_minutes:
                         due = True
-                    if main and (due or stop_now):
+                    # ranks decide together: saving gathers every rank's state
+                    stop_now, due = ddp.max_over_ranks(int(stop_now), int(due))
+                    if due or stop_now:
                         self.save("interrupt" if stop_now else "")
                         last_ckpt_time = time.time()
                     if stop_now:
