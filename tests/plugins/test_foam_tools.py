@@ -86,8 +86,8 @@ def test_bench_quick_smoke():
     recs = [json.loads(line) for line in res.output.splitlines() if line.startswith("{")]
     rows = [r for r in recs if r.get("benchmark") == "foam.completion"]
     assert {r["size"] for r in rows} == {16, 32} and "fp32" in {r["dtype"] for r in rows}
-    for r in rows:
-        assert r["gflop"] > 0 and r["seconds"] > 0 and r["of_conv_probe"] > 0
+    for r in rows:  # a smoke run: the passes ran and are finite; no ratios printed
+        assert r["smoke"] and r["output_finite"] and r["seconds"] > 0 and "of_conv_probe" not in r
 
 
 def test_docs_commands_complete_with_attribute_edit_and_landmarks(tmp_path):

@@ -10,9 +10,11 @@ image on a Titan Xp; that number is quoted beside ours, not compared (other hard
 """
 from __future__ import annotations
 
+import statistics
+
 import torch
 
-from genfw.core.bench import bf16_supported, count_flops, take_turns
+from genfw.core.bench import bf16_supported, count_flops, probe_name, probe_works, rotation, take_turns
 from genfw.plugins.foam.networks import FOAMGenerator, GeneratorConfig
 
 PAPER_SECONDS_1024 = 0.54   # Titan Xp, 1024 x 1024 with a 512 x 512 hole (paper, section 4)
@@ -57,13 +59,25 @@ def completion_benchmark(machine: dict, quick: bool):
                     return G(obs, mask, lmap, stage=G.levels, alpha=1.0)["output"]
             return work
 
-        times = take_turns({d: run(d) for d in dtypes}, warmup=1, rounds=1 if quick else 3, device=device)
+        if quick:  # a smoke run: one pass each, no ratios (they would be noise)
+            times = take_turns({d: run(d) for d in dtypes}, warmup=0, rounds=1, device=device)
+            for dtype in dtypes:
+                yield {"size": size, "dtype": dtype, "widths": G.widths, "smoke": True,
+                       "output_finite": bool(torch.isfinite(run(dtype)()).all()), "seconds": round(times[dtype][0], 4)}
+            del G
+            continue
+        # the probes of each precision (channels_last, like the network) take turns with the passes,
+        # so "of_conv_probe" compares the same moments; fp32 has a control copy (the noise floor)
+        probes = probe_works(device, cases=[(d, True) for d in dtypes], matmul=False)
+        rot = rotation({d: run(d) for d in dtypes}, warmup=1, rounds=3, probes=probes, control="fp32", device=device)
         for dtype in dtypes:
-            sec = min(times[dtype])
-            ceiling = machine["conv_gflops"] if dtype == "fp32" else machine.get("conv_bf16_gflops", 0.0)
+            sec = statistics.median(rot["times"][dtype])
+            ceiling = rot["probe_gflops"].get(probe_name(dtype, True))
             rec = {"size": size, "dtype": dtype, "widths": G.widths, "hole": "centre, half the side",
                    "gflop": round(gflop, 2), "seconds": round(sec, 4), "gflops": round(gflop / sec, 2),
-                   "of_conv_probe": round(gflop / sec / ceiling, 3) if ceiling else None}
+                   "probe_gflops": ceiling, "of_conv_probe": round(gflop / sec / ceiling, 3) if ceiling else None}
+            if dtype == "fp32":
+                rec["control"] = rot["control"]
             if size == 1024:
                 rec["paper_seconds_titan_xp"] = PAPER_SECONDS_1024
             yield rec
