@@ -24,21 +24,9 @@ MASK_PRESETS = {
 
 
 def _dataset(registry, cfg, data_path: str | None, size: int, channels: int):
-    import attrs
+    from genfw.cli.eval_report import eval_dataset
 
-    if data_path:
-        from genfw.core.data.detect import data_spec
-
-        spec, _ = data_spec(data_path, None, registry)  # a folder, a CelebA / CelebA-HQ root, a table
-        explicit_split = "split" in spec
-    else:
-        spec, explicit_split = dict(cfg.data), False
-    entry = registry.get(str(spec.get("type", "")), kind="dataset")
-    if not explicit_split and entry.config is not None and "split" in attrs.fields_dict(entry.config):
-        spec["split"] = "test"  # score held-out images when the dataset has splits
-    spec["flip"] = False
-    spec.update({"image_size": size, "channels": channels})
-    return registry.build(spec, kind="dataset", path="data")
+    return eval_dataset(registry, cfg, data_path, size, channels)[0]
 
 
 def _takes(algo, name: str) -> bool:

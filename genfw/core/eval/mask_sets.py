@@ -20,6 +20,7 @@ Sets (pixel parameters are LaMa's 256 px configs, scaled by size / 256 at other 
 """
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 from pathlib import Path
@@ -98,7 +99,7 @@ SETS: dict[str, SetSpec] = {s.name: s for s in (
 )}
 
 
-class MaskSet:
+class MaskSet(abc.ABC):
     """Masks 0..count-1 of a set at one size, as N x 1 x S x S float tensors (1 = hole)."""
 
     source = "generated"
@@ -108,8 +109,9 @@ class MaskSet:
         self.bins = tuple((float(a), float(b)) for a, b in bins)
         self._sha: str | None = None
 
+    @abc.abstractmethod
     def mask(self, index: int) -> np.ndarray:
-        raise NotImplementedError
+        """Mask `index` as an S x S float array (1 = hole)."""
 
     def masks(self, start: int, stop: int) -> torch.Tensor:
         arr = np.stack([self.mask(i) for i in range(start, stop)]).astype(np.float32)
