@@ -5,6 +5,9 @@ import pytest
 # Tests never touch the network or the user's caches.
 os.environ.setdefault("GENFW_CACHE", os.path.join(os.path.dirname(__file__), ".no-cache"))
 os.environ.setdefault("TORCH_HOME", os.path.join(os.path.dirname(__file__), ".no-torch-home"))
+# precision "auto" probes the machine and may pick bf16: tests pin fp32 (set here too, so that
+# module-scoped fixtures and the subprocesses they start see it)
+os.environ["GENFW_PRECISION"] = "fp32"
 
 
 @pytest.fixture(autouse=True)

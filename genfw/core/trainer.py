@@ -195,15 +195,29 @@ class Trainer:
             self._unlock()
             ddp.shutdown(self.dist)
 
+    def _policy(self, t):
+        """The precision policy. `auto` on --resume keeps what the run chose (OUT/policy.json): a
+        timing probe may decide otherwise today, and the run must continue as if never stopped."""
+        saved = self.out / "policy.json"
+        if self.resume and t.precision == "auto" and saved.is_file():
+            try:
+                policy = precision_mod.Policy(**{**json.loads(saved.read_text()), "reason": "as the run chose "
+                                                 f"({saved})"})
+            except (ValueError, TypeError) as exc:
+                raise GenfwError(f"{saved}: unreadable precision policy ({exc}); delete it to choose again") from None
+        else:
+            policy = precision_mod.resolve(t.precision, self.device, t.channels_last)
+        if self.dist.enabled and t.precision == "auto":  # every rank trains under rank 0's choice
+            chosen = [policy]
+            torch.distributed.broadcast_object_list(chosen, src=0)
+            policy = chosen[0]
+        return policy
+
     def _run(self, cfg: RunConfig, t) -> dict:
         d = self.dist
         self.device = resolve_device(cfg.device, d.local_rank)
-        self.policy = precision_mod.resolve(t.precision, self.device, t.channels_last)
-        if d.enabled and t.precision == "auto":  # every rank trains under rank 0's choice (probes can differ)
-            chosen = [self.policy]
-            torch.distributed.broadcast_object_list(chosen, src=0)
-            self.policy = chosen[0]
         self.out = Path(cfg.out or f"runs/{cfg.plugin or 'run'}-{cfg.preset or 'custom'}").expanduser()
+        self.policy = self._policy(t)
         _check_out_dir(self.out)
         self._lock_out()
         self.ckpt_root = self.out / "checkpoints"

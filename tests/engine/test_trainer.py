@@ -144,3 +144,20 @@ def test_tensorboard_missing_warns(registry, run_cfg):
 def test_worker_processes_load_data(registry, run_cfg):
     cfg, resolved = run_cfg(steps=2, num_workers=1)
     assert train(cfg, resolved, registry, progress=False)["images"] == 8
+
+
+def test_resume_keeps_the_precision_the_run_chose(registry, run_cfg, tmp_path, monkeypatch):
+    """`auto` is decided by a timing probe; a resumed run must not re-decide it."""
+    from genfw.core.trainer import Trainer
+
+    cfg, res = run_cfg(steps=2, out=tmp_path / "run")
+    train(cfg, res, registry, progress=False)
+    saved = json.loads((tmp_path / "run" / "policy.json").read_text())
+    assert saved["precision"] == "fp32"  # the tests' pin
+    saved.update(precision="bf16", channels_last=True)  # as if the first run had chosen bf16
+    (tmp_path / "run" / "policy.json").write_text(json.dumps(saved))
+    cfg, res = run_cfg(steps=3, out=tmp_path / "run")
+    trainer = Trainer(cfg, res, registry, resume=True, progress=False)
+    trainer.run()
+    assert trainer.policy.precision == "bf16" and trainer.policy.channels_last
+    assert "as the run chose" in trainer.policy.reason
