@@ -1,6 +1,7 @@
 """The CSA layer: hand-computed 3x3 cases, equality with the per-position baseline, gradients, masks."""
 import importlib.util
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -239,3 +240,20 @@ def test_layer_threads_setting_is_restored():
         out.sum().backward()
         assert torch.get_num_threads() == before
     assert CSALayer(threads=3).threads == 3
+
+
+@needs_kernel
+def test_kernel_builds_without_native_flags_when_the_compiler_refuses_them(tmp_path, monkeypatch):
+    # a compiler that rejects -march=native (as some non-x86 gcc do) still gets a working kernel
+    real = shutil.which("cc") or shutil.which("gcc")
+    wrapper = tmp_path / "cc"
+    wrapper.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = "-march=native" ] && exit 1; done\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CC", str(wrapper))
+    monkeypatch.setenv("GENFW_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(recurrence, "_lib", None)
+    assert recurrence.kernel() is not None
+    assert len(list((tmp_path / "cache" / "kernels").glob("*.so"))) == 1
+    x, mask = _hand_case()
+    assert torch.allclose(coherent_attention(x, mask)[0].reshape(2, 9)[:, 4], torch.tensor([3.0, 1.0], dtype=torch.float64))
+    monkeypatch.setattr(recurrence, "_lib", None)  # the next test builds (or finds) the native one again

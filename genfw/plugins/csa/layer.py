@@ -3,13 +3,16 @@
 Shapes: features N x C x H x W, mask N x 1 x H x W at feature resolution (1 = hole). Patches are 1x1
 (one feature vector per position), as in the reference code.
 
-Search is one batched matrix product of each sample's hole features against its known features
-only, on the features' own layout, the key norms dividing the scores; only the arg-max index is
-taken from it, and Dmax is recomputed from the two gathered vectors so its gradient is exact and
-cheap. Generate is the paper's recurrence over every hole of the batch in raster order (each sample
-with its own mask), a small C kernel with a hand-written backward (`recurrence.Generate`; torch ops
-where no compiler is available): a step is two dot products, so per-op dispatch, not arithmetic,
-is what a loop of torch ops would spend its time on. One indexed write puts the patches back.
+Search, per sample: the hole features and the known features are gathered as channel-major
+columns (the map's own layout: gathering columns is cheap, transposing a map is not), one matrix
+product gives every <f_i, k_j>, and the C kernel takes the arg-max of <f_i, k_j> / |k_j| per hole
+(the key norms divide the L x K scores, not the features). Only the index is kept: Dmax is
+recomputed from the two chosen vectors, so its gradient is exact and cheap. Generate is the paper's
+recurrence over the sample's holes in raster order, in the same kernel (`recurrence.Fill`, with a
+hand-written backward; torch ops where no compiler is available): a step is two dot products, so
+per-op dispatch, not arithmetic, is what a loop of torch ops would spend its time on. The kernel
+writes the patches straight into a copy of the map. One sample at a time, so its map is still in
+cache for the kernel; a batch of maps is not.
 
 Numerical safety: both similarities are clamped at 0 and Dmax gets +eps before the ratio
 ``Dad / (Dad + Dmax)``. Negative similarities would otherwise let the denominator approach 0 and
@@ -34,11 +37,10 @@ class CSAConfig:
     # Dmax = <m, k/|k|>, Dad = <prev, m/|m|> (the reference code)
     similarity: str = field(default="cosine", validator=v.in_(SIMILARITIES))
     eps: float = field(default=1e-8, validator=v.gt(0.0))  # added to Dmax: keeps the ratio defined
-    # intra-op threads inside the layer (0: the process's setting). Its ~20 short ops each wait for
-    # every thread of the pool; on a busy machine that wait, not the work, dominates (measured
-    # 397 ms at 2 threads vs 74 ms at 1, batch 1, under load), and 1 thread costs at most the
-    # search matmul's parallel speed-up
-    threads: int = field(default=1, validator=v.ge(0))
+    # intra-op threads inside the layer (0: the process's setting). The layer is a handful of ops per
+    # sample, the search GEMM the only big one, so the process's setting suits it; 1 keeps a busy
+    # machine's thread-pool waits out of it at the cost of the GEMM's parallel speed-up
+    threads: int = field(default=0, validator=v.ge(0))
 
 
 def _sumsq(t: torch.Tensor) -> torch.Tensor:
@@ -74,12 +76,12 @@ def _generate_torch(x, f, best, hidx, valid, offsets, similarity: str, eps: floa
 
 def coherent_attention(x: torch.Tensor, mask: torch.Tensor, similarity: str = "cosine",
                        eps: float = 1e-8, return_attention: bool = False, use_kernel: bool = True,
-                       threads: int = 1):
+                       threads: int = 0):
     """The CSA layer as a function; see the module docstring. Returns features (and attention).
 
     Works on x's own memory layout (contiguous or channels_last; the output keeps it).
     use_kernel=False runs the recurrence as torch ops even where the C kernel is available;
-    threads: intra-op threads for the layer's own ops (0: the process's setting; see CSAConfig)."""
+    threads: intra-op threads for the layer (0: the process's setting; see CSAConfig)."""
     with intra_op_threads(threads):
         return _coherent_attention(x, mask, similarity, eps, return_attention, use_kernel, threads)
 
@@ -95,43 +97,51 @@ def _coherent_attention(x, mask, similarity, eps, return_attention, use_kernel, 
     counts = hole.sum(1)
     # a sample with no known position has nothing to copy from: it passes through unchanged
     lens = torch.where((counts > 0) & (counts < hw), counts, torch.zeros_like(counts))
+    lens_list = lens.tolist()
     offsets = [0] + torch.cumsum(lens, 0).tolist()
     mixing = best = hidx = None
     if offsets[-1] == 0:
         out = x
     else:
-        steps = int(lens.max())
+        steps = max(lens_list)
         width = int((hw - counts).max())
-        x3 = x.reshape(n, c, hw)  # a view in either layout
         # stable sorts: each sample's holes (then its known positions) in raster order
         hidx = torch.sort((~hole).to(torch.uint8), dim=1, stable=True).indices[:, :steps]
-        valid = torch.arange(steps, device=x.device).unsqueeze(0) < lens.unsqueeze(1)  # N x L
+        kidx = torch.sort(hole.to(torch.uint8), dim=1, stable=True).indices[:, :width]
         lib = usable(x) if use_kernel else None
-        with torch.set_grad_enabled(torch.is_grad_enabled() and lib is None):
-            f = torch.gather(x3, 2, hidx.unsqueeze(1).expand(-1, c, -1))  # N x C x L hole features
-        with torch.no_grad():
-            # search: argmax over known k of <f, k> / |k| (for cosine also the argmax of the cosine,
-            # |f| being one row's constant); hole features against known features only, on the
-            # native layout, the key norms dividing the L x K scores rather than the features
-            kidx = torch.sort(hole.to(torch.uint8), dim=1, stable=True).indices[:, :width]
-            keys = torch.gather(x3, 2, kidx.unsqueeze(1).expand(-1, c, -1))  # N x C x K
-            scores = torch.bmm(f.transpose(1, 2), keys)
-            scores.div_(keys.square_().sum(1).sqrt_().clamp_min_(_TINY).unsqueeze(1))
-            known = hw - counts
-            if bool((known < width).any()):  # fewer known positions than the widest sample: padding loses
-                pad = torch.arange(width, device=x.device).unsqueeze(0) >= known.unsqueeze(1)
-                scores.masked_fill_(pad.unsqueeze(1), float("-inf"))
-            best = kidx.gather(1, scores.argmax(-1))  # N x L positions
-            del scores, keys
         if lib is not None:
-            nid = torch.arange(n, device=x.device).repeat_interleave(lens)
-            out, mixing = Fill.apply(x, nid, hidx[valid], best[valid], offsets, similarity == "cosine", eps, threads)
+            out, mixing, best, hidx = Fill.apply(x, hidx, kidx, lens_list, (hw - counts).tolist(),
+                                                 similarity == "cosine", eps, threads)
         else:
-            out, mixing = _generate_torch(x, f, best, hidx, valid, offsets, similarity, eps)
-        best, hidx = best[valid], hidx[valid]
+            out, mixing, best, hidx = _search_generate_torch(x, hole, counts, lens, hidx, kidx, offsets,
+                                                             similarity, eps)
     if not return_attention:
         return out
     return out, _attention(x, offsets, mixing, best, hidx)
+
+
+def _search_generate_torch(x, hole, counts, lens, hidx, kidx, offsets, similarity, eps):
+    """The torch-op path (no C kernel): the batched search, then `_generate_torch`."""
+    n, c, h, w = x.shape
+    hw, steps, width = h * w, hidx.shape[1], kidx.shape[1]
+    x3 = x.reshape(n, c, hw)  # a view in either layout
+    valid = torch.arange(steps, device=x.device).unsqueeze(0) < lens.unsqueeze(1)  # N x L
+    f = torch.gather(x3, 2, hidx.unsqueeze(1).expand(-1, c, -1))  # N x C x L hole features
+    with torch.no_grad():
+        # search: argmax over known k of <f, k> / |k| (for cosine also the argmax of the cosine,
+        # |f| being one row's constant); hole features against known features only, the key norms
+        # dividing the L x K scores rather than the features
+        keys = torch.gather(x3, 2, kidx.unsqueeze(1).expand(-1, c, -1))  # N x C x K
+        scores = torch.bmm(f.transpose(1, 2), keys)
+        scores.div_(keys.square_().sum(1).sqrt_().clamp_min_(_TINY).unsqueeze(1))
+        known = hw - counts
+        if bool((known < width).any()):  # fewer known positions than the widest sample: padding loses
+            pad = torch.arange(width, device=x.device).unsqueeze(0) >= known.unsqueeze(1)
+            scores.masked_fill_(pad.unsqueeze(1), float("-inf"))
+        best = kidx.gather(1, scores.argmax(-1))  # N x L positions
+        del scores, keys
+    out, mixing = _generate_torch(x, f, best, hidx, valid, offsets, similarity, eps)
+    return out, mixing, best[valid], hidx[valid]
 
 
 def _attention(x: torch.Tensor, offsets: list[int], mixing, best, holes) -> torch.Tensor:

@@ -22,6 +22,7 @@ import ctypes
 import hashlib
 import logging
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -38,7 +39,8 @@ _SOURCE = r"""
 #include <stdint.h>
 
 #define TINY 1e-12
-#define BLOCK 16  /* channels per pass of a row gather/scatter: 16 feature-map rows stay in cache */
+#define BLOCK 8   /* channels per pass of a row gather/scatter: 8 map rows a page apart share one
+                     L1 set, and 8 is what an 8-way L1 holds without evicting */
 
 /* Holes come sample by sample in raster order; off[s]..off[s+1] are sample s's. A map is given
    by its data and its strides (sample, channel, position), so contiguous and channels_last work. */
@@ -56,7 +58,7 @@ static void gather_##SX(T *rows, const T *map, const int64_t *st, const int64_t 
     for (int64_t i0 = 0; i0 < c; i0 += BLOCK) {                                                    \
         int64_t i1 = i0 + BLOCK < c ? i0 + BLOCK : c;                                              \
         for (int64_t t = 0; t < v; ++t) {                                                          \
-            const T *src = map + nid[t] * st[0] + pos[t] * st[2];                                  \
+            const T *src = map + (nid ? nid[t] * st[0] : 0) + (pos ? pos[t] : t) * st[2];                                  \
             for (int64_t i = i0; i < i1; ++i) rows[t * c + i] = src[i * st[1]];                    \
         }                                                                                          \
     }                                                                                              \
@@ -67,51 +69,86 @@ static void scatter_##SX(T *map, const int64_t *st, const int64_t *nid, const in
     for (int64_t i0 = 0; i0 < c; i0 += BLOCK) {                                                    \
         int64_t i1 = i0 + BLOCK < c ? i0 + BLOCK : c;                                              \
         for (int64_t t = 0; t < v; ++t) {                                                          \
-            T *dst = map + nid[t] * st[0] + pos[t] * st[2];                                        \
+            T *dst = map + (nid ? nid[t] * st[0] : 0) + pos[t] * st[2];                                        \
             if (add) for (int64_t i = i0; i < i1; ++i) dst[i * st[1]] += rows[t * c + i];          \
             else for (int64_t i = i0; i < i1; ++i) dst[i * st[1]] = rows[t * c + i];               \
         }                                                                                          \
     }                                                                                              \
 }                                                                                                  \
-/* Everything after the search: f and its best known patch k for every hole, Dmax, the recurrence, \
-   and m written into out. Saved for backward: fh (unit f), k, m (V x C each) and per hole      \
-   sc = |f| raw, |k| raw, Dmax, e, Dad, |m_{t-1}|, a. */                                            \
-void csa_fill_forward_##SX(int64_t nseg, const int64_t *off, int64_t c, const T *x, const int64_t *xs,\
-        const int64_t *nid, const int64_t *pid, const int64_t *best, int cosine, T eps, T *out,        \
-        const int64_t *os, T *fh, T *k, T *m, T *sc) {                                              \
-    int64_t v = off[nseg];                                                                         \
-    gather_##SX(fh, x, xs, nid, pid, v, c);                                                        \
-    gather_##SX(k, x, xs, nid, best, v, c);                                                        \
-    for (int64_t s = 0; s < nseg; ++s) {                                                           \
-        for (int64_t t = off[s]; t < off[s + 1]; ++t) {                                            \
-            T *ft = fh + t * c, *kt = k + t * c, *mt = m + t * c, *st = sc + 7 * t;                \
-            T fn = sqrt(dot_##SX(ft, ft, c)), kn = sqrt(dot_##SX(kt, kt, c));                      \
-            T fc = fn < (T)TINY ? (T)TINY : fn, kc = kn < (T)TINY ? (T)TINY : kn;                  \
-            T qk = dot_##SX(ft, kt, c);            /* <f, k> */                                    \
-            _Pragma("omp simd")                                                                    \
-            for (int64_t i = 0; i < c; ++i) ft[i] /= fc;                                           \
-            T dmax = (cosine ? qk / fc : qk) / kc;                                                 \
-            T e = (dmax > 0 ? dmax : 0) + eps, p = 0, nr = (T)TINY, at = 0;                        \
-            if (t == off[s]) {                    /* m_{-1} = 0: Dad = 0, a = 0, m = k */          \
-                for (int64_t i = 0; i < c; ++i) mt[i] = kt[i];                                     \
-            } else {                                                                               \
-                const T *prev = mt - c;                                                            \
-                p = dot_##SX(prev, ft, c);                                                         \
-                nr = 1;                                                                            \
-                if (cosine) {                                                                      \
-                    nr = sqrt(dot_##SX(prev, prev, c));                                            \
-                    if (nr < (T)TINY) nr = (T)TINY;                                                \
-                    p /= nr;                                                                       \
-                }                                                                                  \
-                T d = p > 0 ? p : 0;                                                               \
-                at = d / (d + e);                                                                  \
-                _Pragma("omp simd")                                                                \
-                for (int64_t i = 0; i < c; ++i) mt[i] = kt[i] + at * (prev[i] - kt[i]);            \
+/* The recurrence over one sample's holes (rows t = 0..v-1 of fh, k, m, sc); fh holds f on entry and \
+   is normalised in place. */                                                                      \
+static void recur_##SX(T *fh, const T *k, T *m, T *sc, int64_t v, int64_t c, int cosine, T eps) {  \
+    for (int64_t t = 0; t < v; ++t) {                                                              \
+        T *ft = fh + t * c, *mt = m + t * c, *st = sc + 7 * t;                                     \
+        const T *kt = k + t * c;                                                                   \
+        T fn = sqrt(dot_##SX(ft, ft, c)), kn = sqrt(dot_##SX(kt, kt, c));                          \
+        T fc = fn < (T)TINY ? (T)TINY : fn, kc = kn < (T)TINY ? (T)TINY : kn;                      \
+        T qk = dot_##SX(ft, kt, c);            /* <f, k> */                                        \
+        _Pragma("omp simd")                                                                        \
+        for (int64_t i = 0; i < c; ++i) ft[i] /= fc;                                               \
+        T dmax = (cosine ? qk / fc : qk) / kc;                                                     \
+        T e = (dmax > 0 ? dmax : 0) + eps, p = 0, nr = (T)TINY, at = 0;                            \
+        if (t == 0) {                          /* m_{-1} = 0: Dad = 0, a = 0, m = k */             \
+            for (int64_t i = 0; i < c; ++i) mt[i] = kt[i];                                         \
+        } else {                                                                                   \
+            const T *prev = mt - c;                                                                \
+            p = dot_##SX(prev, ft, c);                                                             \
+            nr = 1;                                                                                \
+            if (cosine) {                                                                          \
+                nr = sqrt(dot_##SX(prev, prev, c));                                                \
+                if (nr < (T)TINY) nr = (T)TINY;                                                    \
+                p /= nr;                                                                           \
             }                                                                                      \
-            st[0] = fn; st[1] = kn; st[2] = dmax; st[3] = e; st[4] = p; st[5] = nr; st[6] = at;    \
+            T d = p > 0 ? p : 0;                                                                   \
+            at = d / (d + e);                                                                      \
+            _Pragma("omp simd")                                                                    \
+            for (int64_t i = 0; i < c; ++i) mt[i] = kt[i] + at * (prev[i] - kt[i]);                \
         }                                                                                          \
+        st[0] = fn; st[1] = kn; st[2] = dmax; st[3] = e; st[4] = p; st[5] = nr; st[6] = at;        \
     }                                                                                              \
-    scatter_##SX(out, os, nid, pid, m, v, c, 0);                                                   \
+}                                                                                                  \
+/* dst[i, t] = map[i, pos[t]] for i < c, t < v, on a map whose positions are contiguous per channel: \
+   one indexed pass along each channel row (what the search GEMM reads). */                         \
+void csa_cols_##SX(T *dst, const T *map, int64_t cs, const int64_t *pos, int64_t v, int64_t c) {     \
+    for (int64_t i = 0; i < c; ++i) {                                                              \
+        const T *src = map + i * cs;                                                               \
+        T *d = dst + i * v;                                                                        \
+        for (int64_t t = 0; t < v; ++t) d[t] = src[pos[t]];                                        \
+    }                                                                                              \
+}                                                                                                  \
+/* One sample after its search GEMM: scores (l x kk, <f_i, key_j>), keys (c x kk, one known position \
+   per column) and f (c x l, one hole per column), both as the GEMM read them (channel-major, like   \
+   the map: gathering columns is cheap, transposing a whole map is not). For every hole, in raster  \
+   order: the best key j = argmax <f_i, key_j> / |key_j| (the first of equals, like torch), its     \
+   patch, Dmax, the recurrence, and m_i written into out at hole[i]. Saved for backward: fh (unit   \
+   f), k, m (l x c each), per hole sc = |f| raw, |k| raw, Dmax, e, Dad, |m_{t-1}|, a, and best = the \
+   map position of the chosen key. norm: kk scratch. */                                             \
+void csa_search_fill_##SX(int64_t c, int64_t l, int64_t kk, const T *scores, const T *keys,         \
+        const int64_t *known, const T *f, const int64_t *hole, int cosine, T eps, T *out,           \
+        int64_t ocs, int64_t ops, T *fh, T *k, T *m, T *sc, int64_t *best, T *norm) {                \
+    for (int64_t j = 0; j < kk; ++j) norm[j] = 0;                                                  \
+    for (int64_t ch = 0; ch < c; ++ch) {       /* channel rows: the inner loop runs along j */      \
+        const T *row = keys + ch * kk;                                                             \
+        _Pragma("omp simd")                                                                        \
+        for (int64_t j = 0; j < kk; ++j) norm[j] += row[j] * row[j];                               \
+    }                                                                                              \
+    for (int64_t j = 0; j < kk; ++j) { T q = sqrt(norm[j]); norm[j] = q < (T)TINY ? (T)TINY : q; }  \
+    for (int64_t i = 0; i < l; ++i) {                                                              \
+        const T *si = scores + i * kk;                                                             \
+        T top = -INFINITY;                                                                         \
+        _Pragma("omp simd reduction(max:top)")                                                     \
+        for (int64_t j = 0; j < kk; ++j) { T q = si[j] / norm[j]; top = q > top ? q : top; }        \
+        int64_t bj = 0;                        /* a NaN score: torch would pick it; we keep 0 */    \
+        for (int64_t j = 0; j < kk; ++j) if (si[j] / norm[j] == top) { bj = j; break; }             \
+        best[i] = bj;                                                                              \
+    }                                                                                              \
+    const int64_t fst[3] = {0, l, 1}, kst[3] = {0, kk, 1};                                         \
+    gather_##SX(fh, f, fst, 0, 0, l, c);       /* column i of f */                                  \
+    gather_##SX(k, keys, kst, 0, best, l, c);  /* column best[i] of keys */                          \
+    for (int64_t i = 0; i < l; ++i) best[i] = known[best[i]];                                      \
+    recur_##SX(fh, k, m, sc, l, c, cosine, eps);                                                   \
+    const int64_t ost[3] = {0, ocs, ops};                                                          \
+    scatter_##SX(out, ost, 0, hole, m, l, c, 0);                                                   \
 }                                                                                                  \
 /* gx holds grad_out on entry; on return holes hold the gradient w.r.t. their f, and each best  \
    known position has its g_k added. gr, gk: V x C scratch; w: c scratch. */                      \
@@ -181,6 +218,7 @@ DEFINE(double, f64)
 """
 
 _FLAGS = ["-O3", "-std=c99", "-fPIC", "-shared", "-fopenmp-simd"]
+_NATIVE = "-march=native"  # the loops are short dot products: AVX2/AVX-512 where the CPU has them
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None | bool = None  # None: not tried yet; False: unavailable
 
@@ -192,35 +230,56 @@ def _cache_dir() -> Path:
     return Path(base) / "genfw"
 
 
+def _cpu_id() -> str:
+    """What a -march=native build depends on: a cache shared by different CPUs keeps one build each."""
+    ident = platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features", "model name")):
+                ident += line
+            if line.strip() == "":
+                break  # the first CPU is enough
+    return ident
+
+
+def _build(cc: str, flags: list[str], target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        src = Path(tmp) / "csa_recurrence.c"
+        src.write_text(_SOURCE)
+        built = Path(tmp) / target.name
+        subprocess.run([cc, *flags, str(src), "-o", str(built), "-lm"], check=True, capture_output=True, timeout=120)
+        os.replace(built, target)  # atomic: a concurrent process sees all or nothing
+
+
 def _compile() -> ctypes.CDLL | bool:
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         log.info("csa: no C compiler found; the CSA recurrence runs as torch ops (slower, same results)")
         return False
-    digest = hashlib.sha256((_SOURCE + " ".join(_FLAGS)).encode()).hexdigest()[:16]
-    target = _cache_dir() / "kernels" / f"csa_recurrence_{digest}.so"
-    try:
-        if not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-                src = Path(tmp) / "csa_recurrence.c"
-                src.write_text(_SOURCE)
-                built = Path(tmp) / target.name
-                subprocess.run([cc, *_FLAGS, str(src), "-o", str(built), "-lm"], check=True,
-                               capture_output=True, timeout=120)
-                os.replace(built, target)  # atomic: a concurrent process sees all or nothing
-        lib = ctypes.CDLL(str(target))
-    except (OSError, subprocess.SubprocessError) as exc:
-        detail = getattr(exc, "stderr", b"") or b""
-        log.warning("csa: could not build the CSA recurrence kernel (%s %s); using torch ops (slower, same results)",
-                    exc, detail.decode(errors="replace")[:200])
+    lib = None
+    # native first; a compiler that does not know -march=native (some non-x86 gcc) gets the plain build
+    for flags in ([*_FLAGS, _NATIVE], _FLAGS):
+        key = _SOURCE + " ".join(flags) + (_cpu_id() if _NATIVE in flags else "")
+        target = _cache_dir() / "kernels" / f"csa_recurrence_{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
+        try:
+            if not target.is_file():
+                _build(cc, flags, target)
+            lib = ctypes.CDLL(str(target))
+            break
+        except (OSError, subprocess.SubprocessError) as exc:
+            detail = getattr(exc, "stderr", b"") or b""
+            error = f"{exc} {detail.decode(errors='replace')[:200]}"
+    if lib is None:
+        log.warning("csa: could not build the CSA recurrence kernel (%s); using torch ops (slower, same results)", error)
         return False
-    ptr = ctypes.c_void_p
+    ptr, i64 = ctypes.c_void_p, ctypes.c_int64
     for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
-        getattr(lib, f"csa_fill_forward_{suffix}").argtypes = [
-            ctypes.c_int64, ptr, ctypes.c_int64, ptr, ptr, ptr, ptr, ptr, ctypes.c_int, real, ptr, ptr, ptr, ptr, ptr, ptr]
+        getattr(lib, f"csa_cols_{suffix}").argtypes = [ptr, ptr, i64, ptr, i64, i64]
+        getattr(lib, f"csa_search_fill_{suffix}").argtypes = [
+            i64, i64, i64, ptr, ptr, ptr, ptr, ptr, ctypes.c_int, real, ptr, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr]
         getattr(lib, f"csa_fill_backward_{suffix}").argtypes = [
-            ctypes.c_int64, ptr, ctypes.c_int64, ptr, ptr, ptr, ptr, ptr, ctypes.c_int, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
+            i64, ptr, i64, ptr, ptr, ptr, ptr, ptr, ctypes.c_int, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
     return lib
 
 
@@ -265,36 +324,63 @@ def _strides(t: torch.Tensor) -> torch.Tensor:
 
 
 class Fill(torch.autograd.Function):
-    """The C kernel's path: x (N x C x H x W, contiguous or channels_last) with every hole replaced
-    by its generated patch. nid, pid, best: V int64 (sample, hole position, best known position of
-    each hole, sample by sample in raster order); offsets: N + 1 ints. Returns the new map and the
-    mixing weights a (V, not differentiable). Backward is the exact gradient, also in C."""
+    """The C kernel's path, search included: x (N x C x H x W, contiguous or channels_last) with every
+    hole replaced by its generated patch. hidx (N x L) and kidx (N x K): each sample's hole and known
+    positions in raster order, padded; lens, known: how many of each a sample has (python ints; a
+    sample with lens 0 passes through). Returns the new map, and for every hole of the batch (sample
+    by sample) the mixing weight a and the map position of its best known patch (both not
+    differentiable). Backward is the exact gradient, also in C.
+
+    One sample at a time: its two column gathers, its search GEMM and the kernel run while its map
+    is still in cache (a whole batch's maps are not)."""
 
     @staticmethod
-    def forward(ctx, x, nid, pid, best, offsets: list[int], cosine: bool, eps: float, threads: int = 0):
+    def forward(ctx, x, hidx, kidx, lens: list[int], known: list[int], cosine: bool, eps: float, threads: int = 0):
         lib = kernel()
         n, c, h, w = x.shape
         if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
             x = x.contiguous()
         out = x.clone()  # same layout as x
+        offsets = [0]
+        for ln in lens:
+            offsets.append(offsets[-1] + ln)
         v = offsets[-1]
         fh, k, m = (x.new_empty(v, c) for _ in range(3))
         sc = x.new_empty(v, 7)
-        off = torch.tensor(offsets, dtype=torch.int64)
+        best = torch.empty(v, dtype=torch.int64)
+        norm = x.new_empty(max(known))
         sfx = "f32" if x.dtype == torch.float32 else "f64"
+        run = getattr(lib, f"csa_search_fill_{sfx}")
         x3, o3 = x.view(n, c, h * w), out.view(n, c, h * w)
-        xs, os_ = _strides(x3), _strides(o3)
-        getattr(lib, f"csa_fill_forward_{sfx}")(len(offsets) - 1, _p(off), c, _p(x3), _p(xs), _p(nid), _p(pid),
-                                               _p(best), int(cosine), eps, _p(o3), _p(os_), _p(fh), _p(k), _p(m),
-                                               _p(sc))
+        f_buf, k_buf = x.new_empty(c * max(lens)), x.new_empty(c * max(known))
+
+        def cols(map_, idx, buf):  # map_[:, idx] as a C x len(idx) matrix
+            if map_.stride(1) != 1:  # channels_last: positions are not contiguous per channel
+                return map_.index_select(1, idx).contiguous()
+            dst = buf[:c * len(idx)].view(c, len(idx))
+            getattr(lib, f"csa_cols_{sfx}")(_p(dst), _p(map_), map_.stride(0), _p(idx), len(idx), c)
+            return dst
+        holes = []
+        for s, (ln, kn) in enumerate(zip(lens, known)):
+            if ln == 0:
+                continue
+            hs, ks = hidx[s, :ln].contiguous(), kidx[s, :kn].contiguous()
+            f, keys = cols(x3[s], hs, f_buf), cols(x3[s], ks, k_buf)  # C x L hole, C x K known features
+            scores = torch.mm(f.t(), keys)                 # L x K: <f_i, key_j>
+            o = offsets[s]
+            run(c, ln, kn, _p(scores), _p(keys), _p(ks), _p(f), _p(hs), int(cosine), eps, _p(o3[s]),
+                o3.stride(1), o3.stride(2), _p(fh[o:]), _p(k[o:]), _p(m[o:]), _p(sc[o:]), _p(best[o:]), _p(norm))
+            holes.append(hs)
+        pid = torch.cat(holes) if holes else hidx.new_empty(0)
+        nid = torch.arange(n).repeat_interleave(torch.tensor(lens))
         ctx.save_for_backward(nid, pid, best, fh, k, m, sc)
         ctx.offsets, ctx.cosine, ctx.sfx, ctx.threads = offsets, cosine, sfx, threads
         a = sc[:, 6].clone()
-        ctx.mark_non_differentiable(a)
-        return out, a
+        ctx.mark_non_differentiable(a, best, pid)
+        return out, a, best, pid
 
     @staticmethod
-    def backward(ctx, g_out, _g_a):
+    def backward(ctx, g_out, _g_a, _g_best, _g_pid):
         with intra_op_threads(ctx.threads):
             return Fill._backward(ctx, g_out)
 
