@@ -118,3 +118,15 @@ def test_docs_commands_complete_with_attribute_edit_and_landmarks(tmp_path):
     ref = read_image(tmp_path / "face.png", channels=3)
     assert torch.equal(outs["0"][known], ref[known]) and torch.equal(outs["1"][known], ref[known])
     assert not torch.equal(outs["0"], outs["1"])          # the attribute reaches the completion
+
+
+@pytest.mark.slow
+def test_bench_peak_memory_of_cast_once_bf16_is_below_fp32_and_autocast():
+    """The benchmark's memory rows, each a fresh process running one pass of the paper's 32 px network:
+    weights cast once to bf16 (and bf16 activations) must need less than fp32, and autocast over fp32
+    weights (re-cast copies on top of the fp32 weights) more than cast-once bf16."""
+    from genfw.plugins.foam.bench import peak_memory
+
+    peak = {m: peak_memory(m, 32, torch.device("cpu")) for m in ("fp32", "bf16", "bf16-autocast")}
+    assert peak["bf16"] < 0.9 * peak["fp32"], peak
+    assert peak["bf16-autocast"] > 1.1 * peak["bf16"], peak

@@ -3,21 +3,35 @@
 At 256, 512 and 1024 px the generator is the paper preset's for that size (the 1024 px network
 without its top levels), conditioned on a landmark map, with a centred hole of half the side (the
 paper's timing: a 512 x 512 hole in a 1024 px image). Once grown, inference is the final stage
-alone (alpha = 1), which is what is timed: fp32 and bf16 autocast take turns call by call, and each
-is stated as a fraction of the machine's 3x3-conv probe in the same dtype. FLOPs are counted on the
+alone (alpha = 1), which is what is timed: fp32 and bf16 take turns call by call, and each is
+stated as a fraction of the machine's 3x3-conv probe in the same dtype. bf16 is what `genfw
+complete --precision bf16` runs: the network cast once (weights in bf16, channels_last) under
+autocast, not fp32 weights re-cast on every call. Peak memory of one pass is measured in a fresh
+process per mode (resident set sampled during the pass on CPU, the allocator's peak on CUDA), for
+fp32, bf16 cast once and, for contrast, bf16 autocast over fp32 weights. FLOPs are counted on the
 meta device (torch's formulas), so counting costs nothing. The paper reports 0.54 s per 1024 px
 image on a Titan Xp; that number is quoted beside ours, not compared (other hardware).
 """
 from __future__ import annotations
 
+import copy
+import json
+import os
+import resource
 import statistics
+import subprocess
+import sys
+import threading
+import time
 
 import torch
 
 from genfw.core.bench import bf16_supported, count_flops, probe_name, probe_works, rotation, take_turns
+from genfw.core.precision import Policy, cast_networks
 from genfw.plugins.foam.networks import FOAMGenerator, GeneratorConfig
 
 PAPER_SECONDS_1024 = 0.54   # Titan Xp, 1024 x 1024 with a 512 x 512 hole (paper, section 4)
+SIZES = (256, 512, 1024)    # the full run's sizes
 
 
 def paper_generator(size: int, base_at_1024: int = 32, cap: int = 512) -> GeneratorConfig:
@@ -46,17 +60,24 @@ def gflop_per_pass(cfg: GeneratorConfig) -> float:
 def completion_benchmark(machine: dict, quick: bool):
     device = torch.device("cuda" if machine.get("device_type") == "cuda" else "cpu")
     dtypes = ["fp32"] + (["bf16"] if bf16_supported(device) else [])
-    sizes = (16, 32) if quick else (256, 512, 1024)
+    sizes = (16, 32) if quick else SIZES
     for size in sizes:
         cfg = paper_generator(size, base_at_1024=1, cap=16) if quick else paper_generator(size)
         G = FOAMGenerator(cfg).to(device).eval().to(memory_format=torch.channels_last)
         obs, mask, lmap = _inputs(size, device)
         gflop = gflop_per_pass(cfg)
 
+        nets = {"fp32": G}
+        if "bf16" in dtypes:  # cast once, as inference does
+            nets["bf16"] = copy.deepcopy(G)
+            cast_networks([nets["bf16"]], Policy("bf16", True, "benchmark"))
+
         def run(dtype: str):
+            net = nets[dtype]
+
             def work():
                 with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
-                    return G(obs, mask, lmap, stage=G.levels, alpha=1.0)["output"]
+                    return net(obs, mask, lmap, stage=net.levels, alpha=1.0)["output"]
             return work
 
         if quick:  # a smoke run: one pass each, no ratios (they would be noise)
@@ -64,7 +85,7 @@ def completion_benchmark(machine: dict, quick: bool):
             for dtype in dtypes:
                 yield {"size": size, "dtype": dtype, "widths": G.widths, "smoke": True,
                        "output_finite": bool(torch.isfinite(run(dtype)()).all()), "seconds": round(times[dtype][0], 4)}
-            del G
+            del G, nets
             continue
         # the probes of each precision (channels_last, like the network) take turns with the passes,
         # so "of_conv_probe" compares the same moments; fp32 has a control copy (the noise floor)
@@ -81,4 +102,58 @@ def completion_benchmark(machine: dict, quick: bool):
             if size == 1024:
                 rec["paper_seconds_titan_xp"] = PAPER_SECONDS_1024
             yield rec
-        del G
+        del G, nets
+        modes = ["fp32"] + (["bf16", "bf16-autocast"] if "bf16" in dtypes else [])
+        yield {"size": size, "peak_memory_mb": {m: peak_memory(m, size, device) for m in modes}}
+
+
+MODES = ("fp32", "bf16", "bf16-autocast")
+
+
+def peak_memory(mode: str, size: int, device: torch.device) -> float:
+    """Peak memory (MB) of one completion pass in a fresh process: weights and activations."""
+    cmd = [sys.executable, "-m", "genfw.plugins.foam.bench", mode, str(size), str(device)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ})
+    return json.loads(done.stdout.strip().splitlines()[-1])["peak_mb"]
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _measure(mode: str, size: int, device: torch.device) -> dict:
+    if mode not in MODES:
+        raise SystemExit(f"mode must be one of {MODES}")
+    if mode == "bf16":  # built in bf16 directly, like weights loaded into a cast model: no fp32 copy
+        torch.set_default_dtype(torch.bfloat16)
+    G = FOAMGenerator(paper_generator(size)).to(device).eval().to(memory_format=torch.channels_last)
+    torch.set_default_dtype(torch.float32)
+    obs, mask, lmap = _inputs(size, device)
+    if mode == "bf16":
+        cast_networks([G], Policy("bf16", True, "benchmark"))
+    peak, done = [_rss_mb()], threading.Event()
+
+    def sample():  # torch ops release the GIL, so this thread sees the pass's resident set
+        while not done.is_set():
+            peak.append(_rss_mb())
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        watcher.start()
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=mode != "fp32"):
+        G(obs, mask, lmap, stage=G.levels, alpha=1.0)
+    done.set()
+    if device.type == "cuda":
+        return {"peak_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)}
+    watcher.join()
+    return {"peak_mb": round(max(max(peak), _rss_mb()), 1),
+            "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+if __name__ == "__main__":  # one measurement: python -m genfw.plugins.foam.bench MODE SIZE [DEVICE]
+    dev = torch.device(sys.argv[3] if len(sys.argv) > 3 else "cpu")
+    print(json.dumps(_measure(sys.argv[1], int(sys.argv[2]), dev)))
