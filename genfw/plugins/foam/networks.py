@@ -348,6 +348,13 @@ class FOAMGenerator(nn.Module):
                 attributes: torch.Tensor | None = None, stage: int = 0, alpha: float = 1.0,
                 low_mask: torch.Tensor | None = None, low_landmarks: torch.Tensor | None = None,
                 level: int = 0, _branch: bool = False) -> dict | tuple:
+        # a network cast once to bf16 (inference) takes its inputs in its own dtype: fp32 masks and
+        # maps would promote every product they enter to fp32, and the pass would hold both copies
+        wdtype = next(self.parameters()).dtype
+        if observed.dtype != wdtype:
+            observed, mask, landmarks, attributes, low_mask, low_landmarks = (
+                t.to(wdtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+                for t in (observed, mask, landmarks, attributes, low_mask, low_landmarks))
         if _branch:
             return self.branch(observed, attributes, level, low_mask)
         r = stage or self.levels
