@@ -105,15 +105,15 @@ def _coherent_attention(x, mask, similarity, eps, return_attention, use_kernel, 
     else:
         steps = max(lens_list)
         width = int((hw - counts).max())
-        # stable sorts: each sample's holes (then its known positions) in raster order
-        hidx = torch.sort((~hole).to(torch.uint8), dim=1, stable=True).indices[:, :steps]
-        kidx = torch.sort(hole.to(torch.uint8), dim=1, stable=True).indices[:, :width]
+        # a stable sort: each sample's holes, then its known positions, both in raster order
+        order = torch.sort((~hole).to(torch.uint8), dim=1, stable=True).indices
         lib = usable(x) if use_kernel else None
         if lib is not None:
-            out, mixing, best, hidx = Fill.apply(x, hidx, kidx, lens_list, (hw - counts).tolist(),
-                                                 similarity == "cosine", eps, threads)
+            out, mixing, best, hidx = Fill.apply(x, order, counts.tolist(), lens_list, similarity == "cosine", eps,
+                                                 threads)
         else:
-            out, mixing, best, hidx = _search_generate_torch(x, hole, counts, lens, hidx, kidx, offsets,
+            kidx = torch.sort(hole.to(torch.uint8), dim=1, stable=True).indices[:, :width]
+            out, mixing, best, hidx = _search_generate_torch(x, hole, counts, lens, order[:, :steps], kidx, offsets,
                                                              similarity, eps)
     if not return_attention:
         return out

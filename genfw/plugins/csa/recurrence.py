@@ -325,9 +325,9 @@ def _strides(t: torch.Tensor) -> torch.Tensor:
 
 class Fill(torch.autograd.Function):
     """The C kernel's path, search included: x (N x C x H x W, contiguous or channels_last) with every
-    hole replaced by its generated patch. hidx (N x L) and kidx (N x K): each sample's hole and known
-    positions in raster order, padded; lens, known: how many of each a sample has (python ints; a
-    sample with lens 0 passes through). Returns the new map, and for every hole of the batch (sample
+    hole replaced by its generated patch. order (N x HW): each sample's hole positions, then its known
+    ones, both in raster order; counts: each sample's number of holes, lens: the same with 0 for a
+    sample that passes through (no hole, or nothing known); python ints. Returns the new map, and for every hole of the batch (sample
     by sample) the mixing weight a and the map position of its best known patch (both not
     differentiable). Backward is the exact gradient, also in C.
 
@@ -335,7 +335,7 @@ class Fill(torch.autograd.Function):
     is still in cache (a whole batch's maps are not)."""
 
     @staticmethod
-    def forward(ctx, x, hidx, kidx, lens: list[int], known: list[int], cosine: bool, eps: float, threads: int = 0):
+    def forward(ctx, x, order, counts: list[int], lens: list[int], cosine: bool, eps: float, threads: int = 0):
         lib = kernel()
         n, c, h, w = x.shape
         if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
@@ -348,6 +348,7 @@ class Fill(torch.autograd.Function):
         fh, k, m = (x.new_empty(v, c) for _ in range(3))
         sc = x.new_empty(v, 7)
         best = torch.empty(v, dtype=torch.int64)
+        known = [h * w - cnt for cnt in counts]
         norm = x.new_empty(max(known))
         sfx = "f32" if x.dtype == torch.float32 else "f64"
         run = getattr(lib, f"csa_search_fill_{sfx}")
@@ -364,7 +365,7 @@ class Fill(torch.autograd.Function):
         for s, (ln, kn) in enumerate(zip(lens, known)):
             if ln == 0:
                 continue
-            hs, ks = hidx[s, :ln].contiguous(), kidx[s, :kn].contiguous()
+            hs, ks = order[s, :ln], order[s, ln:]
             f, keys = cols(x3[s], hs, f_buf), cols(x3[s], ks, k_buf)  # C x L hole, C x K known features
             scores = torch.mm(f.t(), keys)                 # L x K: <f_i, key_j>
             o = offsets[s]
@@ -372,8 +373,7 @@ class Fill(torch.autograd.Function):
                 o3.stride(1), o3.stride(2), _p(fh[o:]), _p(k[o:]), _p(m[o:]), _p(sc[o:]), _p(best[o:]), _p(norm))
             holes.append(hs)
         pid = torch.cat(holes) if holes else hidx.new_empty(0)
-        nid = torch.arange(n).repeat_interleave(torch.tensor(lens))
-        ctx.save_for_backward(nid, pid, best, fh, k, m, sc)
+        ctx.save_for_backward(pid, best, fh, k, m, sc)
         ctx.offsets, ctx.cosine, ctx.sfx, ctx.threads = offsets, cosine, sfx, threads
         a = sc[:, 6].clone()
         ctx.mark_non_differentiable(a, best, pid)
@@ -386,7 +386,9 @@ class Fill(torch.autograd.Function):
 
     @staticmethod
     def _backward(ctx, g_out):
-        nid, pid, best, fh, k, m, sc = ctx.saved_tensors
+        pid, best, fh, k, m, sc = ctx.saved_tensors
+        nid = torch.cat([torch.full((b - a,), s, dtype=torch.int64) for s, (a, b) in
+                         enumerate(zip(ctx.offsets[:-1], ctx.offsets[1:]))])  # each hole's sample
         n, c, h, w = g_out.shape
         gx = g_out.clone(memory_format=torch.contiguous_format)
         g3 = gx.view(n, c, h * w)
