@@ -326,10 +326,11 @@ def _strides(t: torch.Tensor) -> torch.Tensor:
 class Fill(torch.autograd.Function):
     """The C kernel's path, search included: x (N x C x H x W, contiguous or channels_last) with every
     hole replaced by its generated patch. order (N x HW): each sample's hole positions, then its known
-    ones, both in raster order; counts: each sample's number of holes, lens: the same with 0 for a
-    sample that passes through (no hole, or nothing known); python ints. Returns the new map, and for every hole of the batch (sample
-    by sample) the mixing weight a and the map position of its best known patch (both not
-    differentiable). Backward is the exact gradient, also in C.
+    ones, both in raster order; counts: each sample's number of holes; lens: the same with 0 for a
+    sample that passes through (no hole, or nothing known); python ints, at least one lens > 0.
+    Returns the new map and, for every hole of the batch (sample by sample), the mixing weight a,
+    the map position of its best known patch and its own position (none differentiable). Backward
+    is the exact gradient, also in C.
 
     One sample at a time: its two column gathers, its search GEMM and the kernel run while its map
     is still in cache (a whole batch's maps are not)."""
@@ -361,6 +362,7 @@ class Fill(torch.autograd.Function):
             dst = buf[:c * len(idx)].view(c, len(idx))
             getattr(lib, f"csa_cols_{sfx}")(_p(dst), _p(map_), map_.stride(0), _p(idx), len(idx), c)
             return dst
+
         holes = []
         for s, (ln, kn) in enumerate(zip(lens, known)):
             if ln == 0:
@@ -372,7 +374,7 @@ class Fill(torch.autograd.Function):
             run(c, ln, kn, _p(scores), _p(keys), _p(ks), _p(f), _p(hs), int(cosine), eps, _p(o3[s]),
                 o3.stride(1), o3.stride(2), _p(fh[o:]), _p(k[o:]), _p(m[o:]), _p(sc[o:]), _p(best[o:]), _p(norm))
             holes.append(hs)
-        pid = torch.cat(holes) if holes else hidx.new_empty(0)
+        pid = torch.cat(holes)
         ctx.save_for_backward(pid, best, fh, k, m, sc)
         ctx.offsets, ctx.cosine, ctx.sfx, ctx.threads = offsets, cosine, sfx, threads
         a = sc[:, 6].clone()
