@@ -68,21 +68,24 @@ def main(argv=None) -> None:
                     help="seconds rank 1 of a restarted attempt waits before joining the process group")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    rank = os.environ.get("RANK", "0")
+    restarted = False
     if args.pid_dir:  # lets a test kill one chosen worker of one chosen (re)start
-        name = f"rank{os.environ.get('RANK', '0')}-r{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+        name = f"rank{rank}-r{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
         os.makedirs(args.pid_dir, exist_ok=True)
+        # not TORCHELASTIC_RESTART_COUNT: on several nodes it counts only the node's own restarts
+        restarted = any(f.startswith(f"rank{rank}-r") for f in os.listdir(args.pid_dir))
         with open(os.path.join(args.pid_dir, name), "w") as fh:
             fh.write(str(os.getpid()))
     from genfw.core.checkpoint import network_tensors
     from genfw.core.config import resolve_run
     from genfw.core.trainer import Trainer
 
-    restart, rank = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"), os.environ.get("RANK", "0")
     if args.pid_dir:  # imports done: the process group comes next
-        open(os.path.join(args.pid_dir, f"imported-rank{rank}-r{restart}"), "w").close()
-    if args.late_restart and rank == "1" and restart != "0":
+        open(os.path.join(args.pid_dir, f"imported-rank{rank}-{os.getpid()}"), "w").close()
+    if args.late_restart and rank == "1" and restarted:
         # the restarted rank 0 reaches the store first: once it is about to, rank 1 waits a while more
-        while args.pid_dir and not os.path.exists(os.path.join(args.pid_dir, f"imported-rank0-r{restart}")):
+        while sum(f.startswith("imported-rank0-") for f in os.listdir(args.pid_dir)) < 2:
             time.sleep(0.01)
         time.sleep(args.late_restart)
     reg = registry()

@@ -9,6 +9,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -135,6 +136,31 @@ def test_elastic_restart_after_a_worker_is_killed(reference, tmp_path):
     second = _pids(pid_dir, 1)  # torchrun started both workers again...
     assert set(second.values()).isdisjoint(first.values())
     assert "resumed from" in err  # ...and they continued from the last checkpoint
+    _assert_same_run(reference, out)
+
+
+def test_two_node_elastic_restart_after_a_worker_is_killed(reference, tmp_path):
+    """Two agents ("nodes" of one worker each) on the c10d rendezvous: the node whose worker dies
+    restarts it and uses its one restart; the other node's agent restarts its worker when the
+    first comes back to the rendezvous (or when its own worker fails), so the two nodes' workers
+    may see different TORCHELASTIC_RESTART_COUNTs. They must still form one process group."""
+    out, pid_dir = tmp_path / "run", tmp_path / "pids"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
+              "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "elastic-2n", "--max-restarts", "1"]
+    cmd = _torchrun(launch, out, STEPS, "--delay", DELAY, "--pid-dir", pid_dir, "--late-restart", 2, "--resume")
+    nodes = [subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    first = _pids(pid_dir, 0)
+    _wait_for_checkpoint(out, nodes[0])
+    os.kill(first[1], signal.SIGKILL)
+    errs = [p.communicate(timeout=TIMEOUT)[1] for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], "\n".join(e[-3000:] for e in errs)
+    started = {int(f.read_text()) for f in pid_dir.glob("rank*-r*")}
+    assert len(started - set(first.values())) >= 1 and os.path.exists(out / "weights-rank1.sha256")
+    assert any("resumed from" in e for e in errs)
     _assert_same_run(reference, out)
 
 
