@@ -14,8 +14,9 @@ replicas stay identical.
 Also here: the data stream every world size shares (``GlobalOrder``: a resume on another number of
 processes continues from one integer), the collectives the trainer needs to decide together
 (``max_over_ranks``, ``from_main``, ``gather_to_main`` for the per-rank checkpoint state), and
-``SyncBatchNorm``, which runs on gloo as well as nccl. Only torch.distributed: torchrun (or
-anything that sets its environment variables) starts the processes.
+``SyncBatchNorm``, which runs on gloo as well as nccl, and ``attempt_store``: a key space of its
+own for each start of an elastic job on torchrun's shared store. Only torch.distributed: torchrun
+(or anything that sets its environment variables) starts the processes.
 """
 from __future__ import annotations
 
