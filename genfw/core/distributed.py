@@ -14,12 +14,16 @@ replicas stay identical.
 Also here: the data stream every world size shares (``GlobalOrder``: a resume on another number of
 processes continues from one integer), the collectives the trainer needs to decide together
 (``max_over_ranks``, ``from_main``, ``gather_to_main`` for the per-rank checkpoint state), and
-``SyncBatchNorm``, which runs on gloo as well as nccl. Only torch.distributed: torchrun (or
-anything that sets its environment variables) starts the processes.
+``SyncBatchNorm``, which runs on gloo as well as nccl, and ``attempt_store``: a key space of its
+own for each start of an elastic job on torchrun's shared store. Only torch.distributed: torchrun
+(or anything that sets its environment variables) starts the processes.
 """
 from __future__ import annotations
 
 import os
+import time
+import uuid
+from datetime import timedelta
 from typing import Any, Iterable, Iterator
 
 import attrs
@@ -63,10 +67,93 @@ def init_distributed(device_type: str) -> DistInfo:
         backend = "nccl" if device_type == "cuda" else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(local)
-        dist.init_process_group(backend=backend, rank=rank, world_size=world)
+        store = _attempt_store_of_agent(rank, world)
+        if store is None:
+            dist.init_process_group(backend=backend, rank=rank, world_size=world)
+        else:
+            dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world)
         here = True
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local,
                     initialized_here=here)
+
+
+# --- a fresh key space for every (re)start under torchrun's shared store ----------------------------
+HANDSHAKE = "genfw/pg"
+
+
+def _attempt_store_of_agent(rank: int, world: int) -> dist.Store | None:
+    """The store this process group should use when torchrun shares its agent's store, else None.
+
+    By default (torch >= 2.4) torchrun's agent starts ONE TCPStore at the first rendezvous and hands
+    the same MASTER_ADDR:MASTER_PORT to the workers of every later round, which connect without a
+    per-attempt prefix. After an elastic restart the store still holds the killed attempt's process
+    group keys (gloo's peer addresses, nccl's unique id) under the very names the new attempt uses:
+    a restarted rank that reads a peer's key before the new peer has overwritten it connects to a
+    dead process ("Gloo connectFullMesh failed ... Connection refused"). So genfw gives each attempt
+    its own key space, named by a token every rank provably agrees on (``attempt_store``).
+    ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` makes torchrun build a fresh store each round instead;
+    the variable ``TORCHELASTIC_USE_AGENT_STORE`` then is False and nothing is needed here.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    addr, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
+    if not addr or not port:
+        return None
+    timeout = dist.constants.default_pg_timeout
+    agent = dist.TCPStore(addr, int(port), world_size=world, is_master=False, timeout=timeout)
+    return attempt_store(agent, rank, world, timeout)
+
+
+def attempt_store(store: dist.Store, rank: int, world: int,
+                  timeout: timedelta = dist.constants.default_pg_timeout) -> dist.PrefixStore:
+    """`store` seen through a prefix that is new for this start of the job and equal on all ranks.
+
+    No environment variable names the attempt consistently on every node (TORCHELASTIC_RESTART_COUNT
+    counts only the restarts a node's own agent decided; a node restarted because another failed
+    or joined keeps its count), and every key the previous attempt wrote may still be in the store,
+    so a value read there cannot tell whether the new rank 0 or a dead one wrote it. Only a key
+    whose NAME contains something this process just invented is unambiguous. Hence a handshake:
+    rank 0 draws a random token; every other rank publishes a fresh random nonce at
+    ``hello/<rank>`` and waits for ``welcome/<nonce>``, which only the current rank 0 can write
+    (no one else has seen the nonce), then confirms at ``joined/<token>/<rank>``. Rank 0 answers
+    whatever nonce it finds at ``hello/<rank>`` (a stale one is answered too, harmlessly: its
+    owner is dead) until every rank's confirmation under its own token is there. The handshake
+    assumes only what torchrun guarantees: the previous attempt's workers are stopped before the
+    round that starts the new ones completes.
+    """
+    deadline = time.monotonic() + timeout.total_seconds()
+    if rank != 0:
+        nonce = uuid.uuid4().hex
+        store.set(f"{HANDSHAKE}/hello/{rank}", nonce)
+        token = store.get(f"{HANDSHAKE}/welcome/{nonce}").decode()  # blocks up to the store's timeout
+        store.delete_key(f"{HANDSHAKE}/welcome/{nonce}")
+        store.set(f"{HANDSHAKE}/joined/{token}/{rank}", "1")
+        return dist.PrefixStore(f"genfw/attempt/{token}", store)
+    token = uuid.uuid4().hex
+    answered: dict[int, str] = {}
+    pending = set(range(1, world))
+    while pending:
+        moved = False
+        for r in sorted(pending):
+            hello = f"{HANDSHAKE}/hello/{r}"
+            if store.check([hello]):
+                nonce = store.get(hello).decode()
+                if answered.get(r) != nonce:
+                    if r in answered:  # rank r wrote only once: the nonce answered before was a dead one's
+                        store.delete_key(f"{HANDSHAKE}/welcome/{answered[r]}")
+                    store.set(f"{HANDSHAKE}/welcome/{nonce}", token)
+                    answered[r], moved = nonce, True
+            joined = f"{HANDSHAKE}/joined/{token}/{r}"
+            if store.check([joined]):
+                store.delete_key(joined)
+                pending.discard(r)
+                moved = True
+        if pending and not moved:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ranks {sorted(pending)} did not join the process group within "
+                                   f"{timeout} (genfw's handshake on torchrun's store)")
+            time.sleep(0.005)
+    return dist.PrefixStore(f"genfw/attempt/{token}", store)
 
 
 def shutdown(info: DistInfo) -> None:

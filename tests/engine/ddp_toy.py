@@ -1,6 +1,7 @@
 """Entry for the distributed tests, launched by torchrun (or imported for single-process parts):
 
     python ddp_toy.py OUT STEPS [--batch B] [--delay S] [--resume] [--pid-dir DIR] [--sync-bn]
+                      [--late-restart S]
 
 The algorithm is the toy GAN plus a per-rank record of the dataset indices each rank trained on
 (its extra_state): per-rank algorithm state that the checkpoint must keep, and the data order the
@@ -12,6 +13,7 @@ import argparse
 import hashlib
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
@@ -62,17 +64,30 @@ def main(argv=None) -> None:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--pid-dir")
     ap.add_argument("--sync-bn", action="store_true")
+    ap.add_argument("--late-restart", type=float, default=0.0,
+                    help="seconds rank 1 of a restarted attempt waits before joining the process group")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    rank = os.environ.get("RANK", "0")
+    restarted = False
     if args.pid_dir:  # lets a test kill one chosen worker of one chosen (re)start
-        name = f"rank{os.environ.get('RANK', '0')}-r{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+        name = f"rank{rank}-r{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
         os.makedirs(args.pid_dir, exist_ok=True)
+        # not TORCHELASTIC_RESTART_COUNT: on several nodes it counts only the node's own restarts
+        restarted = any(f.startswith(f"rank{rank}-r") for f in os.listdir(args.pid_dir))
         with open(os.path.join(args.pid_dir, name), "w") as fh:
             fh.write(str(os.getpid()))
     from genfw.core.checkpoint import network_tensors
     from genfw.core.config import resolve_run
     from genfw.core.trainer import Trainer
 
+    if args.pid_dir:  # imports done: the process group comes next
+        open(os.path.join(args.pid_dir, f"imported-rank{rank}-{os.getpid()}"), "w").close()
+    if args.late_restart and rank == "1" and restarted:
+        # the restarted rank 0 reaches the store first: once it is about to, rank 1 waits a while more
+        while sum(f.startswith("imported-rank0-") for f in os.listdir(args.pid_dir)) < 2:
+            time.sleep(0.01)
+        time.sleep(args.late_restart)
     reg = registry()
     cfg, resolved = resolve_run(raw_run(args.out, args.steps, args.batch, args.delay, args.sync_bn), reg)
     trainer = Trainer(cfg, resolved, reg, resume=args.resume, progress=False)

@@ -9,6 +9,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -120,10 +121,12 @@ def test_sigkill_of_a_two_process_run_resumes_bit_exact_on_every_rank(reference,
 
 def test_elastic_restart_after_a_worker_is_killed(reference, tmp_path):
     out, pid_dir = tmp_path / "run", tmp_path / "pids"
-    # one restart is what the kill needs; a second absorbs torch's occasional failure to connect the
-    # restarted gloo group ("connectFullMesh ... Connection refused", pytorch/pytorch#167288)
-    cmd = _torchrun([*SINGLE_NODE, "--max-restarts", "2"], out, STEPS, "--delay", DELAY, "--pid-dir", pid_dir,
-                    "--resume")
+    # Exactly the one restart the kill needs. The restarted rank 1 joins late, so the restarted rank 0
+    # reaches torchrun's shared store first, where the killed attempt's gloo keys (the dead rank 1's
+    # address) still are: without genfw's per-attempt key space it connects to the dead process
+    # ("Gloo connectFullMesh failed ... Connection refused") and, with no restart left, the job fails.
+    cmd = _torchrun([*SINGLE_NODE, "--max-restarts", "1"], out, STEPS, "--delay", DELAY, "--pid-dir", pid_dir,
+                    "--late-restart", 2, "--resume")
     job = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = _pids(pid_dir, 0)
     _wait_for_checkpoint(out, job)
@@ -133,6 +136,31 @@ def test_elastic_restart_after_a_worker_is_killed(reference, tmp_path):
     second = _pids(pid_dir, 1)  # torchrun started both workers again...
     assert set(second.values()).isdisjoint(first.values())
     assert "resumed from" in err  # ...and they continued from the last checkpoint
+    _assert_same_run(reference, out)
+
+
+def test_two_node_elastic_restart_after_a_worker_is_killed(reference, tmp_path):
+    """Two agents ("nodes" of one worker each) on the c10d rendezvous: the node whose worker dies
+    restarts it and uses its one restart; the other node's agent restarts its worker when the
+    first comes back to the rendezvous (or when its own worker fails), so the two nodes' workers
+    may see different TORCHELASTIC_RESTART_COUNTs. They must still form one process group."""
+    out, pid_dir = tmp_path / "run", tmp_path / "pids"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
+              "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "elastic-2n", "--max-restarts", "1"]
+    cmd = _torchrun(launch, out, STEPS, "--delay", DELAY, "--pid-dir", pid_dir, "--late-restart", 2, "--resume")
+    nodes = [subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    first = _pids(pid_dir, 0)
+    _wait_for_checkpoint(out, nodes[0])
+    os.kill(first[1], signal.SIGKILL)
+    errs = [p.communicate(timeout=TIMEOUT)[1] for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], "\n".join(e[-3000:] for e in errs)
+    started = {int(f.read_text()) for f in pid_dir.glob("rank*-r*")}
+    assert len(started - set(first.values())) >= 1 and os.path.exists(out / "weights-rank1.sha256")
+    assert any("resumed from" in e for e in errs)
     _assert_same_run(reference, out)
 
 
