@@ -454,7 +454,7 @@ def test_components_show_options_roles_licence_and_snippet(site, monkeypatch):
     assert "similarity  str    \"cosine\"  one of cosine, key-only" in res.stdout
     snippet = tomllib.loads(res.stdout.split("TOML:\n", 1)[1])
     assert snippet["algorithm"]["refine"]["attention"] == {"type": "csa.layer", "similarity": "cosine", "eps": 1e-08,
-                                                           "threads": 1}
+                                                           "threads": 0}
     res = _cli(["components", "show", "csa.layr"], monkeypatch)
     assert res.exit_code == 2 and "did you mean: csa.layer" in res.output
 
