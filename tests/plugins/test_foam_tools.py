@@ -130,3 +130,12 @@ def test_bench_peak_memory_of_cast_once_bf16_is_below_fp32_and_autocast():
     peak = {m: peak_memory(m, 32, torch.device("cpu")) for m in ("fp32", "bf16", "bf16-autocast")}
     assert peak["bf16"] < 0.9 * peak["fp32"], peak
     assert peak["bf16-autocast"] > 1.1 * peak["bf16"], peak
+
+
+@pytest.mark.parametrize("argv", [["bogus", "32"], ["fp32", "33"], ["fp32", "x"], ["fp32"], ["fp32", "32", "nodev"]])
+def test_bench_memory_entry_point_refuses_bad_arguments_in_one_line(argv, capsys):
+    from genfw.plugins.foam.bench import _main
+
+    assert _main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "usage: python -m genfw.plugins.foam.bench" in err

@@ -123,8 +123,6 @@ def _rss_mb() -> float:
 
 
 def _measure(mode: str, size: int, device: torch.device) -> dict:
-    if mode not in MODES:
-        raise SystemExit(f"mode must be one of {MODES}")
     if mode == "bf16":  # built in bf16 directly, like weights loaded into a cast model: no fp32 copy
         torch.set_default_dtype(torch.bfloat16)
     G = FOAMGenerator(paper_generator(size)).to(device).eval().to(memory_format=torch.channels_last)
@@ -154,6 +152,20 @@ def _measure(mode: str, size: int, device: torch.device) -> dict:
             "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-if __name__ == "__main__":  # one measurement: python -m genfw.plugins.foam.bench MODE SIZE [DEVICE]
-    dev = torch.device(sys.argv[3] if len(sys.argv) > 3 else "cpu")
-    print(json.dumps(_measure(sys.argv[1], int(sys.argv[2]), dev)))
+def _main(argv: list[str]) -> int:
+    usage = f"usage: python -m genfw.plugins.foam.bench {{{','.join(MODES)}}} SIZE [DEVICE]"
+    if len(argv) not in (2, 3) or argv[0] not in MODES or not argv[1].isdigit() or int(argv[1]) < 4 \
+            or int(argv[1]) & (int(argv[1]) - 1):
+        print(f"error: {usage} (SIZE a power of two >= 4)", file=sys.stderr)
+        return 2
+    try:
+        dev = torch.device(argv[2] if len(argv) > 2 else "cpu")
+    except RuntimeError:
+        print(f"error: unknown device {argv[2]!r}; {usage}", file=sys.stderr)
+        return 2
+    print(json.dumps(_measure(argv[0], int(argv[1]), dev)))
+    return 0
+
+
+if __name__ == "__main__":  # one measurement, what peak_memory runs in a fresh process
+    raise SystemExit(_main(sys.argv[1:]))
