@@ -103,8 +103,6 @@ def _coherent_attention(x, mask, similarity, eps, return_attention, use_kernel, 
     if offsets[-1] == 0:
         out = x
     else:
-        steps = max(lens_list)
-        width = int((hw - counts).max())
         # a stable sort: each sample's holes, then its known positions, both in raster order
         order = torch.sort((~hole).to(torch.uint8), dim=1, stable=True).indices
         lib = usable(x) if use_kernel else None
@@ -112,18 +110,18 @@ def _coherent_attention(x, mask, similarity, eps, return_attention, use_kernel, 
             out, mixing, best, hidx = Fill.apply(x, order, counts.tolist(), lens_list, similarity == "cosine", eps,
                                                  threads)
         else:
-            kidx = torch.sort(hole.to(torch.uint8), dim=1, stable=True).indices[:, :width]
-            out, mixing, best, hidx = _search_generate_torch(x, hole, counts, lens, order[:, :steps], kidx, offsets,
-                                                             similarity, eps)
+            out, mixing, best, hidx = _search_generate_torch(x, hole, counts, lens, order[:, :max(lens_list)],
+                                                             offsets, similarity, eps)
     if not return_attention:
         return out
     return out, _attention(x, offsets, mixing, best, hidx)
 
 
-def _search_generate_torch(x, hole, counts, lens, hidx, kidx, offsets, similarity, eps):
+def _search_generate_torch(x, hole, counts, lens, hidx, offsets, similarity, eps):
     """The torch-op path (no C kernel): the batched search, then `_generate_torch`."""
     n, c, h, w = x.shape
-    hw, steps, width = h * w, hidx.shape[1], kidx.shape[1]
+    hw, steps, width = h * w, hidx.shape[1], int((h * w - counts).max())
+    kidx = torch.sort(hole.to(torch.uint8), dim=1, stable=True).indices[:, :width]  # known positions
     x3 = x.reshape(n, c, hw)  # a view in either layout
     valid = torch.arange(steps, device=x.device).unsqueeze(0) < lens.unsqueeze(1)  # N x L
     f = torch.gather(x3, 2, hidx.unsqueeze(1).expand(-1, c, -1))  # N x C x L hole features
