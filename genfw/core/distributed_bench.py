@@ -7,9 +7,11 @@ turns step by step, so a slow spell of a shared machine hits both alike:
   broadcast and the stop/save flag all-reduce the trainer does) on half of the global batch each;
 * "solo": rank 0 alone runs the same step on the whole global batch, without collectives, while
   rank 1 waits at a barrier.
-Reported: median step seconds and images/s of each, their ratio, the share of the ddp step spent
-inside collectives (this includes waiting for the slower rank), and the time of one all-reduce of a
-gradient-sized buffer after a barrier (the pure transfer).
+Reported: median step seconds and images/s of each, their ratio, the share of the ddp steps spent
+inside collectives (this includes waiting for the slower rank) with its three parts, and the time of
+one all-reduce of a gradient-sized buffer after a barrier (the pure transfer). Shares are ratios of
+sums over the timed rounds, not medians of per-step ratios: medians do not add, sums do, so the
+parts add up to the whole.
 """
 from __future__ import annotations
 
@@ -113,7 +115,7 @@ def _worker(args) -> None:
     full = torch.rand(gb, 3, size, size, generator=g).to(device)
     mine = {"image": full[info.rank * per_rank:(info.rank + 1) * per_rank]}
     threads = torch.get_num_threads()
-    times = {"ddp": [], "solo": [], "coll": [], "grads": [], "buffers": [], "flags": [], "transfer": []}
+    times = {"ddp": [], "solo": [], "grads": [], "buffers": [], "flags": [], "transfer": []}
     grad_numel = sum(p_.numel() for net in algo.nets.values() for p_ in net.parameters())
     probe = torch.zeros(grad_numel, device=device)
     for turn in range(p["warmup"] + p["rounds"]):
@@ -137,10 +139,9 @@ def _worker(args) -> None:
             transfer = time.perf_counter() - t1
             if keep:
                 times["ddp"].append(step_s)
-                times["coll"].append(sync.seconds + after.seconds + flags.seconds)
-                times["grads"].append(sync.seconds / step_s)
-                times["buffers"].append(after.seconds / step_s)
-                times["flags"].append(flags.seconds / step_s)
+                times["grads"].append(sync.seconds)
+                times["buffers"].append(after.seconds)
+                times["flags"].append(flags.seconds)
                 times["transfer"].append(transfer)
             dist.barrier()
         if info.is_main:
@@ -154,8 +155,9 @@ def _worker(args) -> None:
             torch.set_num_threads(threads)
         if info.enabled:
             dist.barrier()
-    coll_share = [c / s for c, s in zip(times["coll"], times["ddp"])]
-    shares = ddp.gather_to_main(_median(coll_share))
+    total = sum(times["ddp"]) or 1.0
+    part = {k: sum(times[k]) / total for k in ("grads", "buffers", "flags")}
+    shares = ddp.gather_to_main(sum(part.values()))
     if info.is_main:
         solo_s = _median(times["solo"])
         rec = {"name": f"ddp-{device.type}-{dist.get_backend() if info.enabled else 'none'}",
@@ -169,9 +171,9 @@ def _worker(args) -> None:
                         "speedup_ddp_over_solo": round(solo_s / ddp_s, 3),
                         "collective_share": round(shares[0], 4),
                         "collective_share_max_rank": round(max(shares), 4),
-                        "grad_average_share": round(_median(times["grads"]), 4),
-                        "buffer_broadcast_share": round(_median(times["buffers"]), 4),
-                        "flag_share": round(_median(times["flags"]), 4),
+                        "grad_average_share": round(part["grads"], 4),
+                        "buffer_broadcast_share": round(part["buffers"], 4),
+                        "flag_share": round(part["flags"], 4),
                         "allreduce_grad_buffer_s": round(_median(times["transfer"]), 6),
                         "allreduce_share": round(_median(times["transfer"]) / ddp_s, 4)})
         else:

@@ -93,4 +93,5 @@ def test_bench_ddp_reports_both_setups_and_the_collective_share():
     assert rec["processes"] == 2 and rec["global_batch"] == 2 * rec["per_process_batch"]
     assert rec["ddp_images_per_s"] > 0 and 0 < rec["collective_share"] < 1
     parts = rec["grad_average_share"] + rec["buffer_broadcast_share"] + rec["flag_share"]
-    assert parts == pytest.approx(rec["collective_share"], abs=0.05)  # medians of the parts
+    # ratios of sums over the same rounds: the parts add up to the whole up to the 4-digit rounding
+    assert parts == pytest.approx(rec["collective_share"], abs=3e-4)
