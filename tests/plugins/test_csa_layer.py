@@ -257,3 +257,29 @@ def test_kernel_builds_without_native_flags_when_the_compiler_refuses_them(tmp_p
     x, mask = _hand_case()
     assert torch.allclose(coherent_attention(x, mask)[0].reshape(2, 9)[:, 4], torch.tensor([3.0, 1.0], dtype=torch.float64))
     monkeypatch.setattr(recurrence, "_lib", None)  # the next test builds (or finds) the native one again
+
+
+@needs_kernel
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_inference_path_reuses_scratch_without_aliasing_its_outputs(channels_last):
+    """Without autograd the kernel path works in reused per-thread scratch: calls of other sizes in
+    between must neither change an earlier result nor be changed by stale scratch contents."""
+    recurrence.release_scratch()
+    g = torch.Generator().manual_seed(5)
+    cases = []
+    for n, c, h, w, holes in ((2, 24, 9, 8, 20), (1, 8, 5, 5, 3), (3, 24, 9, 8, 30)):
+        x = torch.randn(n, c, h, w, generator=g).relu_()
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        mask = _masks(n, h, w, holes).float()
+        mask[-1] = 1  # nothing known: passes through
+        cases.append((x, mask))
+    with torch.no_grad():
+        firsts = [(coherent_attention(x, m), coherent_attention(x, m, use_kernel=False)) for x, m in cases]
+        kept = [a.clone() for a, _ in firsts]
+        again = [coherent_attention(x, m) for x, m in reversed(cases)][::-1]
+    for (out, ref), copy, later, (x, _) in zip(firsts, kept, again, cases):
+        assert torch.allclose(out, ref, atol=1e-5)
+        assert torch.equal(out, copy)    # later calls did not write into an earlier output
+        assert torch.equal(later, out)   # stale scratch from a bigger call changes nothing
+        assert torch.equal(out[-1], x[-1])

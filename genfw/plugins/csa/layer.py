@@ -3,16 +3,17 @@
 Shapes: features N x C x H x W, mask N x 1 x H x W at feature resolution (1 = hole). Patches are 1x1
 (one feature vector per position), as in the reference code.
 
-Search, per sample: the hole features and the known features are gathered as channel-major
-columns (the map's own layout: gathering columns is cheap, transposing a map is not), one matrix
-product gives every <f_i, k_j>, and the C kernel takes the arg-max of <f_i, k_j> / |k_j| per hole
-(the key norms divide the L x K scores, not the features). Only the index is kept: Dmax is
-recomputed from the two chosen vectors, so its gradient is exact and cheap. Generate is the paper's
-recurrence over the sample's holes in raster order, in the same kernel (`recurrence.Fill`, with a
-hand-written backward; torch ops where no compiler is available): a step is two dot products, so
-per-op dispatch, not arithmetic, is what a loop of torch ops would spend its time on. The kernel
-writes the patches straight into a copy of the map. One sample at a time, so its map is still in
-cache for the kernel; a batch of maps is not.
+Search, per sample: one pass over the map copies it into the output and gathers the hole and the
+known features as position-major rows (the map is read once: cold, it costs more than the
+arithmetic), one matrix product gives every <f_i, k_j>, and the C kernel takes the arg-max of
+<f_i, k_j> / |k_j| per hole (the key norms scale the L x K scores, not the features). Only the
+index is kept: Dmax is recomputed from the two chosen vectors, so its gradient is exact and cheap.
+Generate is the paper's recurrence over the sample's holes in raster order, in the same kernel
+(`recurrence.Fill`, with a hand-written backward; torch ops where no compiler is available): a step
+is two dot products, so per-op dispatch, not arithmetic, is what a loop of torch ops would spend
+its time on. The kernel reads the chosen key rows in place and writes the patches straight into
+the output. One sample at a time, so its map is still in cache for the kernel; a batch of maps is
+not.
 
 Numerical safety: both similarities are clamped at 0 and Dmax gets +eps before the ratio
 ``Dad / (Dad + Dmax)``. Negative similarities would otherwise let the denominator approach 0 and

@@ -55,6 +55,14 @@ static T dot_##SX(const T *x, const T *y, int64_t n) {                          
    together (a contiguous map has a page between one channel and the next) */                    \
 static void gather_##SX(T *rows, const T *map, const int64_t *st, const int64_t *nid,             \
                         const int64_t *pos, int64_t v, int64_t c) {                                \
+    if (st[1] == 1) {                          /* channels_last: a position's channels are a row */ \
+        for (int64_t t = 0; t < v; ++t) {                                                          \
+            const T *src = map + (nid ? nid[t] * st[0] : 0) + (pos ? pos[t] : t) * st[2];          \
+            _Pragma("omp simd")                                                                    \
+            for (int64_t i = 0; i < c; ++i) rows[t * c + i] = src[i];                              \
+        }                                                                                          \
+        return;                                                                                    \
+    }                                                                                              \
     for (int64_t i0 = 0; i0 < c; i0 += BLOCK) {                                                    \
         int64_t i1 = i0 + BLOCK < c ? i0 + BLOCK : c;                                              \
         for (int64_t t = 0; t < v; ++t) {                                                          \
@@ -75,12 +83,13 @@ static void scatter_##SX(T *map, const int64_t *st, const int64_t *nid, const in
         }                                                                                          \
     }                                                                                              \
 }                                                                                                  \
-/* The recurrence over one sample's holes (rows t = 0..v-1 of fh, k, m, sc); fh holds f on entry and \
-   is normalised in place. */                                                                      \
-static void recur_##SX(T *fh, const T *k, T *m, T *sc, int64_t v, int64_t c, int cosine, T eps) {  \
+/* The recurrence over one sample's holes (rows t = 0..v-1 of fh, m, sc; of k, or rows kidx[t] of k \
+   when kidx is given); fh holds f on entry and is normalised in place. */                          \
+static void recur_##SX(T *fh, const T *k, const int64_t *kidx, T *m, T *sc, int64_t v, int64_t c,  \
+                       int cosine, T eps) {                                                        \
     for (int64_t t = 0; t < v; ++t) {                                                              \
         T *ft = fh + t * c, *mt = m + t * c, *st = sc + 7 * t;                                     \
-        const T *kt = k + t * c;                                                                   \
+        const T *kt = k + (kidx ? kidx[t] : t) * c;                                                \
         T fn = sqrt(dot_##SX(ft, ft, c)), kn = sqrt(dot_##SX(kt, kt, c));                          \
         T fc = fn < (T)TINY ? (T)TINY : fn, kc = kn < (T)TINY ? (T)TINY : kn;                      \
         T qk = dot_##SX(ft, kt, c);            /* <f, k> */                                        \
@@ -107,46 +116,69 @@ static void recur_##SX(T *fh, const T *k, T *m, T *sc, int64_t v, int64_t c, int
         st[0] = fn; st[1] = kn; st[2] = dmax; st[3] = e; st[4] = p; st[5] = nr; st[6] = at;        \
     }                                                                                              \
 }                                                                                                  \
-/* dst[i, t] = map[i, pos[t]] for i < c, t < v, on a map whose positions are contiguous per channel: \
-   one indexed pass along each channel row (what the search GEMM reads). */                         \
-void csa_cols_##SX(T *dst, const T *map, int64_t cs, const int64_t *pos, int64_t v, int64_t c) {     \
-    for (int64_t i = 0; i < c; ++i) {                                                              \
-        const T *src = map + i * cs;                                                               \
-        T *d = dst + i * v;                                                                        \
-        for (int64_t t = 0; t < v; ++t) d[t] = src[pos[t]];                                        \
+/* One pass over a sample's map (chs, ps: its channel and position strides; out has the same): out = \
+   the map, fr[t] = map[:, order[t]] for the l holes and kr[j] = map[:, order[l + j]] for the known   \
+   positions: position-major rows, what the recurrence walks and the search GEMM reads (kr          \
+   transposed). The map is read once: a cold map costs more than all the arithmetic here. slot: hw  \
+   scratch. */                                                                                     \
+void csa_prepare_##SX(T *out, T *fr, T *kr, const T *map, int64_t chs, int64_t ps,                \
+                      const int64_t *order, int64_t l, int64_t hw, int64_t c, int64_t *slot) {     \
+    for (int64_t i = 0; i < hw; ++i) slot[order[i]] = i;                                           \
+    if (chs == 1) {                            /* channels_last: a position's channels are a row */ \
+        for (int64_t p = 0; p < hw; ++p) {                                                         \
+            const T *src = map + p * ps;                                                           \
+            T *o = out + p * ps, *d = slot[p] < l ? fr + slot[p] * c : kr + (slot[p] - l) * c;     \
+            _Pragma("omp simd")                                                                    \
+            for (int64_t i = 0; i < c; ++i) { o[i] = src[i]; d[i] = src[i]; }                      \
+        }                                                                                          \
+        return;                                                                                    \
+    }                                                                                              \
+    for (int64_t i0 = 0; i0 < c; i0 += BLOCK) {  /* BLOCK channel rows copied, then gathered from L1 */ \
+        int64_t i1 = i0 + BLOCK < c ? i0 + BLOCK : c;                                              \
+        for (int64_t i = i0; i < i1; ++i) {                                                        \
+            const T *src = map + i * chs;                                                          \
+            T *o = out + i * chs;                                                                  \
+            _Pragma("omp simd")                                                                    \
+            for (int64_t p = 0; p < hw; ++p) o[p * ps] = src[p * ps];                              \
+        }                                                                                          \
+        for (int64_t p = 0; p < hw; ++p) {                                                         \
+            T *d = slot[p] < l ? fr + slot[p] * c : kr + (slot[p] - l) * c;                        \
+            const T *src = map + p * ps;                                                           \
+            for (int64_t i = i0; i < i1; ++i) d[i] = src[i * chs];                                 \
+        }                                                                                          \
     }                                                                                              \
 }                                                                                                  \
-/* One sample after its search GEMM: scores (l x kk, <f_i, key_j>), keys (c x kk, one known position \
-   per column) and f (c x l, one hole per column), both as the GEMM read them (channel-major, like   \
-   the map: gathering columns is cheap, transposing a whole map is not). For every hole, in raster  \
-   order: the best key j = argmax <f_i, key_j> / |key_j| (the first of equals, like torch), its     \
-   patch, Dmax, the recurrence, and m_i written into out at hole[i]. Saved for backward: fh (unit   \
-   f), k, m (l x c each), per hole sc = |f| raw, |k| raw, Dmax, e, Dad, |m_{t-1}|, a, and best = the \
-   map position of the chosen key. norm: kk scratch. */                                             \
-void csa_search_fill_##SX(int64_t c, int64_t l, int64_t kk, const T *scores, const T *keys,         \
-        const int64_t *known, const T *f, const int64_t *hole, int cosine, T eps, T *out,           \
-        int64_t ocs, int64_t ops, T *fh, T *k, T *m, T *sc, int64_t *best, T *norm) {                \
-    for (int64_t j = 0; j < kk; ++j) norm[j] = 0;                                                  \
-    for (int64_t ch = 0; ch < c; ++ch) {       /* channel rows: the inner loop runs along j */      \
-        const T *row = keys + ch * kk;                                                             \
-        _Pragma("omp simd")                                                                        \
-        for (int64_t j = 0; j < kk; ++j) norm[j] += row[j] * row[j];                               \
+/* One sample after its search GEMM: scores (l x kk, <f_i, key_j>), kr (kk x c, one known position  \
+   per row) and fh (l x c, the raw hole features, one hole per row, normalised here in place). For  \
+   every hole, in raster order: the best key j = argmax <f_i, key_j> / |key_j| (the first of equals, \
+   like torch), Dmax, the recurrence, and m_i written into out at hole[i]. Saved for backward: fh   \
+   (unit f), k (the chosen key rows, copied only when k is given; otherwise the recurrence reads kr  \
+   in place), m (l x c each), per hole sc = |f| raw, |k| raw, Dmax, e, Dad, |m_{t-1}|, a, and best = \
+   the map position of the chosen key. rn: kk scratch. */                                          \
+void csa_search_fill_##SX(int64_t c, int64_t l, int64_t kk, const T *scores, const T *kr,           \
+        const int64_t *known, T *fh, const int64_t *hole, int cosine, T eps, T *out, int64_t ocs,    \
+        int64_t ops, T *k, T *m, T *sc, int64_t *best, T *rn) {                                     \
+    for (int64_t j = 0; j < kk; ++j) {          /* 1 / |key_j|: the division moves onto the scores */ \
+        T q = sqrt(dot_##SX(kr + j * c, kr + j * c, c));                                           \
+        rn[j] = 1 / (q < (T)TINY ? (T)TINY : q);                                                   \
     }                                                                                              \
-    for (int64_t j = 0; j < kk; ++j) { T q = sqrt(norm[j]); norm[j] = q < (T)TINY ? (T)TINY : q; }  \
     for (int64_t i = 0; i < l; ++i) {                                                              \
         const T *si = scores + i * kk;                                                             \
         T top = -INFINITY;                                                                         \
         _Pragma("omp simd reduction(max:top)")                                                     \
-        for (int64_t j = 0; j < kk; ++j) { T q = si[j] / norm[j]; top = q > top ? q : top; }        \
+        for (int64_t j = 0; j < kk; ++j) { T q = si[j] * rn[j]; top = q > top ? q : top; }          \
         int64_t bj = 0;                        /* a NaN score: torch would pick it; we keep 0 */    \
-        for (int64_t j = 0; j < kk; ++j) if (si[j] / norm[j] == top) { bj = j; break; }             \
+        for (int64_t j = 0; j < kk; ++j) if (si[j] * rn[j] == top) { bj = j; break; }               \
         best[i] = bj;                                                                              \
     }                                                                                              \
-    const int64_t fst[3] = {0, l, 1}, kst[3] = {0, kk, 1};                                         \
-    gather_##SX(fh, f, fst, 0, 0, l, c);       /* column i of f */                                  \
-    gather_##SX(k, keys, kst, 0, best, l, c);  /* column best[i] of keys */                          \
+    if (k) {                                                                                       \
+        const int64_t kst[3] = {0, 1, c};                                                          \
+        gather_##SX(k, kr, kst, 0, best, l, c);  /* row copies */                                  \
+        recur_##SX(fh, k, 0, m, sc, l, c, cosine, eps);                                            \
+    } else {                                                                                       \
+        recur_##SX(fh, kr, best, m, sc, l, c, cosine, eps);                                        \
+    }                                                                                              \
     for (int64_t i = 0; i < l; ++i) best[i] = known[best[i]];                                      \
-    recur_##SX(fh, k, m, sc, l, c, cosine, eps);                                                   \
     const int64_t ost[3] = {0, ocs, ops};                                                          \
     scatter_##SX(out, ost, 0, hole, m, l, c, 0);                                                   \
 }                                                                                                  \
@@ -275,9 +307,9 @@ def _compile() -> ctypes.CDLL | bool:
         return False
     ptr, i64 = ctypes.c_void_p, ctypes.c_int64
     for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
-        getattr(lib, f"csa_cols_{suffix}").argtypes = [ptr, ptr, i64, ptr, i64, i64]
+        getattr(lib, f"csa_prepare_{suffix}").argtypes = [ptr, ptr, ptr, ptr, i64, i64, ptr, i64, i64, i64, ptr]
         getattr(lib, f"csa_search_fill_{suffix}").argtypes = [
-            i64, i64, i64, ptr, ptr, ptr, ptr, ptr, ctypes.c_int, real, ptr, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr]
+            i64, i64, i64, ptr, ptr, ptr, ptr, ptr, ctypes.c_int, real, ptr, i64, i64, ptr, ptr, ptr, ptr, ptr]
         getattr(lib, f"csa_fill_backward_{suffix}").argtypes = [
             i64, ptr, i64, ptr, ptr, ptr, ptr, ptr, ctypes.c_int, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
     return lib
@@ -323,6 +355,34 @@ def _strides(t: torch.Tensor) -> torch.Tensor:
     return torch.tensor(t.stride(), dtype=torch.int64)
 
 
+class _Scratch(threading.local):
+    """Per-thread scratch memory for the kernel path, grown to the largest call and then reused.
+
+    Why: the buffers of one call are megabytes (the L x K scores, the gathered columns; without
+    autograd also the per-hole rows), and the allocator hands such blocks back to the system on
+    free, so a fresh set costs a page fault per 4 KB on every call: measured at batch 1, about 1200
+    faults, a third of the layer's forward time. One thread's calls run one after another, so a
+    buffer can be reused as soon as its call has returned (nothing handed out points into it)."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+
+    def get(self, name: str, numel: int, dtype: torch.dtype) -> torch.Tensor:
+        buf = self.buffers.get((name, dtype))
+        if buf is None or buf.numel() < numel:
+            buf = torch.empty(max(numel, 1), dtype=dtype)
+            self.buffers[(name, dtype)] = buf
+        return buf[:numel]
+
+
+_scratch = _Scratch()
+
+
+def release_scratch() -> None:
+    """Free this thread's kernel scratch (it is rebuilt on the next call)."""
+    _scratch.buffers.clear()
+
+
 class Fill(torch.autograd.Function):
     """The C kernel's path, search included: x (N x C x H x W, contiguous or channels_last) with every
     hole replaced by its generated patch. order (N x HW): each sample's hole positions, then its known
@@ -332,8 +392,10 @@ class Fill(torch.autograd.Function):
     the map position of its best known patch and its own position (none differentiable). Backward
     is the exact gradient, also in C.
 
-    One sample at a time: its two column gathers, its search GEMM and the kernel run while its map
-    is still in cache (a whole batch's maps are not)."""
+    One sample at a time: one pass over its map (the copy into the output and the hole and known
+    rows, position-major), its search GEMM and the kernel run while its map is still in cache (a
+    whole batch's maps are not). Without autograd, the per-call buffers are this thread's reused
+    scratch (`_Scratch`), and the recurrence reads the chosen key rows in place."""
 
     @staticmethod
     def forward(ctx, x, order, counts: list[int], lens: list[int], cosine: bool, eps: float, threads: int = 0):
@@ -341,41 +403,47 @@ class Fill(torch.autograd.Function):
         n, c, h, w = x.shape
         if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
             x = x.contiguous()
-        out = x.clone()  # same layout as x
+        out = torch.empty_like(x)  # same layout as x; the kernel copies x in, sample by sample
         offsets = [0]
         for ln in lens:
             offsets.append(offsets[-1] + ln)
         v = offsets[-1]
-        fh, k, m = (x.new_empty(v, c) for _ in range(3))
-        sc = x.new_empty(v, 7)
+        dt = x.dtype
+        save = ctx.needs_input_grad[0]
+        if save:  # backward reads these rows: they must be its own
+            fh, k, m = (x.new_empty(v, c) for _ in range(3))
+            sc = x.new_empty(v, 7)
+        else:  # the recurrence reads the chosen key rows where they are: no k
+            fh, m = (_scratch.get(name, v * c, dt).view(v, c) for name in ("fh", "m"))
+            k = None
+            sc = _scratch.get("sc", v * 7, dt).view(v, 7)
         best = torch.empty(v, dtype=torch.int64)
         known = [h * w - cnt for cnt in counts]
-        norm = x.new_empty(max(known))
-        sfx = "f32" if x.dtype == torch.float32 else "f64"
+        norm = _scratch.get("norm", max(known), dt)
+        sfx = "f32" if dt == torch.float32 else "f64"
         run = getattr(lib, f"csa_search_fill_{sfx}")
-        x3, o3 = x.view(n, c, h * w), out.view(n, c, h * w)
-        f_buf, k_buf = x.new_empty(c * max(lens)), x.new_empty(c * max(known))
-
-        def cols(map_, idx, buf):  # map_[:, idx] as a C x len(idx) matrix
-            if map_.stride(1) != 1:  # channels_last: positions are not contiguous per channel
-                return map_.index_select(1, idx).contiguous()
-            dst = buf[:c * len(idx)].view(c, len(idx))
-            getattr(lib, f"csa_cols_{sfx}")(_p(dst), _p(map_), map_.stride(0), _p(idx), len(idx), c)
-            return dst
-
+        x3, o3 = x.view(n, c, h * w), out.view(n, c, h * w)  # a view in either layout
+        prepare = getattr(lib, f"csa_prepare_{sfx}")
+        slot = _scratch.get("slot", h * w, torch.int64)
+        k_buf = _scratch.get("keys", c * max(known), dt)
+        s_buf = _scratch.get("scores", max(lens) * max(known), dt)
         holes = []
         for s, (ln, kn) in enumerate(zip(lens, known)):
             if ln == 0:
+                o3[s].copy_(x3[s])
                 continue
             hs, ks = order[s, :ln], order[s, ln:]
-            f, keys = cols(x3[s], hs, f_buf), cols(x3[s], ks, k_buf)  # C x L hole, C x K known features
-            scores = torch.mm(f.t(), keys)                 # L x K: <f_i, key_j>
             o = offsets[s]
-            run(c, ln, kn, _p(scores), _p(keys), _p(ks), _p(f), _p(hs), int(cosine), eps, _p(o3[s]),
-                o3.stride(1), o3.stride(2), _p(fh[o:]), _p(k[o:]), _p(m[o:]), _p(sc[o:]), _p(best[o:]), _p(norm))
+            fr, kr = fh[o:o + ln], k_buf[:kn * c].view(kn, c)  # L x C hole, K x C known features
+            prepare(_p(o3[s]), _p(fr), _p(kr), _p(x3[s]), x3.stride(1), x3.stride(2), _p(order[s]), ln, h * w, c,
+                    _p(slot))
+            scores = torch.mm(fr, kr.t(), out=s_buf[:ln * kn].view(ln, kn))  # L x K: <f_i, key_j>
+            run(c, ln, kn, _p(scores), _p(kr), _p(ks), _p(fr), _p(hs), int(cosine), eps, _p(o3[s]),
+                o3.stride(1), o3.stride(2), _p(k[o:]) if save else None, _p(m[o:]), _p(sc[o:]), _p(best[o:]),
+                _p(norm))
             holes.append(hs)
         pid = torch.cat(holes)
-        ctx.save_for_backward(pid, best, fh, k, m, sc)
+        ctx.save_for_backward(*((pid, best, fh, k, m, sc) if save else ()))
         ctx.offsets, ctx.cosine, ctx.sfx, ctx.threads = offsets, cosine, sfx, threads
         a = sc[:, 6].clone()
         ctx.mark_non_differentiable(a, best, pid)
