@@ -27,7 +27,7 @@ import torch
 from attrs import define, field, validators as v
 from torch import nn
 
-from genfw.plugins.csa.recurrence import TINY as _TINY, Fill, Generate, intra_op_threads, usable
+from genfw.plugins.csa.recurrence import TINY as _TINY, Fill, Generate, hole_order, intra_op_threads, usable
 
 SIMILARITIES = ("cosine", "key-only")
 
@@ -94,6 +94,18 @@ def _coherent_attention(x, mask, similarity, eps, return_attention, use_kernel, 
     if mask.shape[0] != n or mask.shape[-2:] != x.shape[-2:]:
         raise ValueError(f"CSA mask {tuple(mask.shape)} must be N x 1 x {h} x {w} to match features {tuple(x.shape)}")
     hw = h * w
+    lib = usable(x) if use_kernel else None
+    if lib is not None:
+        order, counts = hole_order(lib, mask)
+        # a sample with no known position has nothing to copy from: it passes through unchanged
+        lens = [cnt if 0 < cnt < hw else 0 for cnt in counts]
+        offsets = [0]
+        for ln in lens:
+            offsets.append(offsets[-1] + ln)
+        out, mixing, best, hidx = x, None, None, None
+        if offsets[-1]:
+            out, mixing, best, hidx = Fill.apply(x, order, counts, lens, similarity == "cosine", eps, threads)
+        return (out, _attention(x, offsets, mixing, best, hidx)) if return_attention else out
     hole = mask.reshape(n, hw) > 0.5
     counts = hole.sum(1)
     # a sample with no known position has nothing to copy from: it passes through unchanged
@@ -106,13 +118,8 @@ def _coherent_attention(x, mask, similarity, eps, return_attention, use_kernel, 
     else:
         # a stable sort: each sample's holes, then its known positions, both in raster order
         order = torch.sort((~hole).to(torch.uint8), dim=1, stable=True).indices
-        lib = usable(x) if use_kernel else None
-        if lib is not None:
-            out, mixing, best, hidx = Fill.apply(x, order, counts.tolist(), lens_list, similarity == "cosine", eps,
-                                                 threads)
-        else:
-            out, mixing, best, hidx = _search_generate_torch(x, hole, counts, lens, order[:, :max(lens_list)],
-                                                             offsets, similarity, eps)
+        out, mixing, best, hidx = _search_generate_torch(x, hole, counts, lens, order[:, :max(lens_list)],
+                                                         offsets, similarity, eps)
     if not return_attention:
         return out
     return out, _attention(x, offsets, mixing, best, hidx)

@@ -42,6 +42,102 @@ _SOURCE = r"""
 #define BLOCK 8   /* channels per pass of a row gather/scatter: 8 map rows a page apart share one
                      L1 set, and 8 is what an 8-way L1 holds without evicting */
 
+#if defined(__AVX512F__) || defined(__AVX__)
+#include <immintrin.h>
+#endif
+
+/* dst[0:n] = src[0:n] with streaming stores where the CPU has them: the output map is written once
+   and not read again here, so a cold line should not be fetched before its write, nor should the
+   output push the search's operands out of the cache. */
+static void copy_out_f32(float *dst, const float *src, int64_t n) {
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    for (; i < n && ((uintptr_t)(dst + i) & 63); ++i) dst[i] = src[i];
+    for (; i + 16 <= n; i += 16) _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+#elif defined(__AVX__)
+    for (; i < n && ((uintptr_t)(dst + i) & 31); ++i) dst[i] = src[i];
+    for (; i + 8 <= n; i += 8) _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+#endif
+    for (; i < n; ++i) dst[i] = src[i];
+}
+static void copy_out_f64(double *dst, const double *src, int64_t n) {
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    for (; i < n && ((uintptr_t)(dst + i) & 63); ++i) dst[i] = src[i];
+    for (; i + 8 <= n; i += 8) _mm512_stream_pd(dst + i, _mm512_loadu_pd(src + i));
+#elif defined(__AVX__)
+    for (; i < n && ((uintptr_t)(dst + i) & 31); ++i) dst[i] = src[i];
+    for (; i + 4 <= n; i += 4) _mm256_stream_pd(dst + i, _mm256_loadu_pd(src + i));
+#endif
+    for (; i < n; ++i) dst[i] = src[i];
+}
+static void copy_out_fence(void) {
+#if defined(__AVX512F__) || defined(__AVX__)
+    _mm_sfence();                              /* streaming stores are weakly ordered */
+#endif
+}
+
+/* csa_prepare's bulk on a channel-major map (positions contiguous per channel): 16 channels x 16
+   positions at a time, loaded as 16 row pieces, copied to out, transposed in registers (the usual
+   unpack / shuffle / lane-shuffle ladder), and stored as 16 full cache lines, one per position row
+   of fr or kr. A scalar transpose writes half lines into rows 2 KB apart, which is most of
+   csa_prepare's time on a cold map. Sets *cv, *pv to the channels and positions it covered. */
+#if defined(__AVX512F__)
+static void tiles_f32(float *out, float *fr, float *kr, const float *map, int64_t chs, const int64_t *slot,
+                      int64_t l, int64_t hw, int64_t c, int64_t *cv, int64_t *pv) {
+    int64_t c16 = c - c % 16, p16 = hw - hw % 16;
+    /* streaming stores where every line is whole and aligned: no read of the cold line first */
+    int stream = !(((uintptr_t)fr | (uintptr_t)kr | (uintptr_t)out) & 63) && c % 16 == 0 && chs % 16 == 0;
+    for (int64_t i0 = 0; i0 < c16; i0 += 16) {
+        for (int64_t p0 = 0; p0 < p16; p0 += 16) {
+            __m512 r[16], t[16], col[16];
+            for (int k = 0; k < 16; ++k) {
+                r[k] = _mm512_loadu_ps(map + (i0 + k) * chs + p0);
+                if (stream) _mm512_stream_ps(out + (i0 + k) * chs + p0, r[k]);
+                else _mm512_storeu_ps(out + (i0 + k) * chs + p0, r[k]);
+            }
+            for (int k = 0; k < 16; k += 2) {  /* per 128-bit lane: pairs of rows interleaved */
+                t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
+                t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
+            }
+            for (int g = 0; g < 16; g += 4) {  /* r[g + k], lane L: rows g..g+3 at position 4L + k */
+                r[g] = _mm512_shuffle_ps(t[g], t[g + 2], 0x44);
+                r[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], 0xEE);
+                r[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+                r[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
+            }
+            for (int k = 0; k < 4; ++k) {      /* lane transpose of the four row groups */
+                __m512 v0 = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x44), v1 = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xEE);
+                __m512 v2 = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x44), v3 = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xEE);
+                col[k] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+                col[4 + k] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+                col[8 + k] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+                col[12 + k] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+            }
+            for (int j = 0; j < 16; ++j) {
+                int64_t q = slot[p0 + j];
+                float *d = (q < l ? fr + q * c : kr + (q - l) * c) + i0;
+                if (stream) _mm512_stream_ps(d, col[j]);
+                else _mm512_storeu_ps(d, col[j]);
+            }
+        }
+    }
+    *cv = c16;
+    *pv = p16;
+}
+#else
+static void tiles_f32(float *out, float *fr, float *kr, const float *map, int64_t chs, const int64_t *slot,
+                      int64_t l, int64_t hw, int64_t c, int64_t *cv, int64_t *pv) {
+    (void)out; (void)fr; (void)kr; (void)map; (void)chs; (void)slot; (void)l; (void)hw; (void)c;
+    *cv = *pv = 0;
+}
+#endif
+static void tiles_f64(double *out, double *fr, double *kr, const double *map, int64_t chs, const int64_t *slot,
+                      int64_t l, int64_t hw, int64_t c, int64_t *cv, int64_t *pv) {
+    (void)out; (void)fr; (void)kr; (void)map; (void)chs; (void)slot; (void)l; (void)hw; (void)c;
+    *cv = *pv = 0;                             /* float64 is for tests and gradcheck: scalar */
+}
+
 /* Holes come sample by sample in raster order; off[s]..off[s+1] are sample s's. A map is given
    by its data and its strides (sample, channel, position), so contiguous and channels_last work. */
 #define DEFINE(T, SX)                                                                              \
@@ -127,26 +223,34 @@ void csa_prepare_##SX(T *out, T *fr, T *kr, const T *map, int64_t chs, int64_t p
     if (chs == 1) {                            /* channels_last: a position's channels are a row */ \
         for (int64_t p = 0; p < hw; ++p) {                                                         \
             const T *src = map + p * ps;                                                           \
-            T *o = out + p * ps, *d = slot[p] < l ? fr + slot[p] * c : kr + (slot[p] - l) * c;     \
+            T *d = slot[p] < l ? fr + slot[p] * c : kr + (slot[p] - l) * c;                        \
+            copy_out_##SX(out + p * ps, src, c);                                                   \
             _Pragma("omp simd")                                                                    \
-            for (int64_t i = 0; i < c; ++i) { o[i] = src[i]; d[i] = src[i]; }                      \
+            for (int64_t i = 0; i < c; ++i) d[i] = src[i];                                         \
         }                                                                                          \
+        copy_out_fence();                                                                          \
         return;                                                                                    \
     }                                                                                              \
-    for (int64_t i0 = 0; i0 < c; i0 += BLOCK) {  /* BLOCK channel rows copied, then gathered from L1 */ \
-        int64_t i1 = i0 + BLOCK < c ? i0 + BLOCK : c;                                              \
-        for (int64_t i = i0; i < i1; ++i) {                                                        \
-            const T *src = map + i * chs;                                                          \
-            T *o = out + i * chs;                                                                  \
-            _Pragma("omp simd")                                                                    \
-            for (int64_t p = 0; p < hw; ++p) o[p * ps] = src[p * ps];                              \
-        }                                                                                          \
-        for (int64_t p = 0; p < hw; ++p) {                                                         \
-            T *d = slot[p] < l ? fr + slot[p] * c : kr + (slot[p] - l) * c;                        \
-            const T *src = map + p * ps;                                                           \
-            for (int64_t i = i0; i < i1; ++i) d[i] = src[i * chs];                                 \
+    int64_t cv = 0, pv = 0;                    /* what the vector tiles covered (none: scalar) */   \
+    if (ps == 1) tiles_##SX(out, fr, kr, map, chs, slot, l, hw, c, &cv, &pv);                      \
+    for (int part = 0; part < 2; ++part) {     /* channels [cv, c) everywhere, [0, cv) past pv */  \
+        int64_t cb = part ? 0 : cv, ce = part ? cv : c, pb = part ? pv : 0;                        \
+        for (int64_t i0 = cb; i0 < ce; i0 += BLOCK) {  /* BLOCK rows copied, then gathered from L1 */ \
+            int64_t i1 = i0 + BLOCK < ce ? i0 + BLOCK : ce;                                        \
+            for (int64_t i = i0; i < i1; ++i) {                                                    \
+                const T *src = map + i * chs;                                                      \
+                T *o = out + i * chs;                                                              \
+                if (ps == 1) copy_out_##SX(o + pb, src + pb, hw - pb);                             \
+                else for (int64_t p = pb; p < hw; ++p) o[p * ps] = src[p * ps];                    \
+            }                                                                                      \
+            for (int64_t p = pb; p < hw; ++p) {                                                    \
+                T *d = slot[p] < l ? fr + slot[p] * c : kr + (slot[p] - l) * c;                    \
+                const T *src = map + p * ps;                                                       \
+                for (int64_t i = i0; i < i1; ++i) d[i] = src[i * chs];                             \
+            }                                                                                      \
         }                                                                                          \
     }                                                                                              \
+    copy_out_fence();                                                                              \
 }                                                                                                  \
 /* One sample after its search GEMM: scores (l x kk, <f_i, key_j>), kr (kk x c, one known position  \
    per row) and fh (l x c, the raw hole features, one hole per row, normalised here in place). For  \
@@ -245,6 +349,23 @@ void csa_fill_backward_##SX(int64_t nseg, const int64_t *off, int64_t c, T *gx, 
     scatter_##SX(gx, gs, nid, best, gkr, v, c, 1);                                                 \
 }
 
+/* Per sample (mask: n x hw, 1 = hole where > 0.5): order[s] = its hole positions, then its known
+   ones, both in raster order (a stable partition, what a stable sort of ~hole gives), and
+   counts[s] = its number of holes. One call instead of a handful of torch ops, whose dispatch
+   costs more than this loop on a cold cache. */
+void csa_order(const float *mask, int64_t n, int64_t hw, int64_t *order, int64_t *counts) {
+    for (int64_t s = 0; s < n; ++s) {
+        const float *ms = mask + s * hw;
+        int64_t *os = order + s * hw, h = 0, k = 0;
+        for (int64_t p = 0; p < hw; ++p) h += ms[p] > 0.5f;
+        for (int64_t p = 0; p < hw; ++p) {
+            if (ms[p] > 0.5f) os[k++] = p;
+            else os[h + (p - k)] = p;
+        }
+        counts[s] = h;
+    }
+}
+
 DEFINE(float, f32)
 DEFINE(double, f64)
 """
@@ -306,6 +427,7 @@ def _compile() -> ctypes.CDLL | bool:
         log.warning("csa: could not build the CSA recurrence kernel (%s); using torch ops (slower, same results)", error)
         return False
     ptr, i64 = ctypes.c_void_p, ctypes.c_int64
+    lib.csa_order.argtypes = [ptr, i64, i64, ptr, ptr]
     for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
         getattr(lib, f"csa_prepare_{suffix}").argtypes = [ptr, ptr, ptr, ptr, i64, i64, ptr, i64, i64, i64, ptr]
         getattr(lib, f"csa_search_fill_{suffix}").argtypes = [
@@ -345,6 +467,19 @@ def usable(x: torch.Tensor) -> ctypes.CDLL | None:
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         return None
     return kernel()
+
+
+def hole_order(lib: ctypes.CDLL, mask: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """mask (N x 1 x H x W, 1 = hole where > 0.5) -> order (N x HW: each sample's holes, then its
+    known positions, both in raster order) and each sample's hole count, in one kernel call."""
+    n = mask.shape[0]
+    m = mask.reshape(n, -1)
+    if m.dtype != torch.float32 or not m.is_contiguous() or m.device.type != "cpu":
+        m = m.to("cpu", torch.float32).contiguous()
+    order = torch.empty(m.shape, dtype=torch.int64)
+    counts = torch.empty(n, dtype=torch.int64)
+    lib.csa_order(_p(m), n, m.shape[1], _p(order), _p(counts))
+    return order, counts.tolist()
 
 
 def _p(t: torch.Tensor) -> int:
