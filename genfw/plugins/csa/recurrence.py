@@ -80,8 +80,12 @@ static void copy_out_fence(void) {
 /* csa_prepare's bulk on a channel-major map (positions contiguous per channel): 16 channels x 16
    positions at a time, loaded as 16 row pieces, copied to out, transposed in registers (the usual
    unpack / shuffle / lane-shuffle ladder), and stored as 16 full cache lines, one per position row
-   of fr or kr. A scalar transpose writes half lines into rows 2 KB apart, which is most of
-   csa_prepare's time on a cold map. Sets *cv, *pv to the channels and positions it covered. */
+   of fr or kr. Why: a scalar transpose writes half lines into rows 2 KB apart, and when the rows
+   are not cached (the usual case: the layers before this one have been through the cache) every
+   such write first waits for its line to be read. Streaming stores write whole aligned lines
+   without reading them; the GEMM then reads fr and kr back in order, which is cheap. Measured
+   right after a baseline call, batch 1: the pass took 1.5 ms before, 0.37 ms with this. Sets
+   *cv, *pv to the channels and positions it covered. */
 #if defined(__AVX512F__)
 static void tiles_f32(float *out, float *fr, float *kr, const float *map, int64_t chs, const int64_t *slot,
                       int64_t l, int64_t hw, int64_t c, int64_t *cv, int64_t *pv) {
