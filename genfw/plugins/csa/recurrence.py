@@ -262,10 +262,10 @@ void csa_prepare_##SX(T *out, T *fr, T *kr, const T *map, int64_t chs, int64_t p
    like torch), Dmax, the recurrence, and m_i written into out at hole[i]. Saved for backward: fh   \
    (unit f), k (the chosen key rows, copied only when k is given; otherwise the recurrence reads kr  \
    in place), m (l x c each), per hole sc = |f| raw, |k| raw, Dmax, e, Dad, |m_{t-1}|, a, and best = \
-   the map position of the chosen key. rn: kk scratch. */                                          \
+   the map position of the chosen key; pid = hole, for the caller. rn: kk scratch. */               \
 void csa_search_fill_##SX(int64_t c, int64_t l, int64_t kk, const T *scores, const T *kr,           \
         const int64_t *known, T *fh, const int64_t *hole, int cosine, T eps, T *out, int64_t ocs,    \
-        int64_t ops, T *k, T *m, T *sc, int64_t *best, T *rn) {                                     \
+        int64_t ops, T *k, T *m, T *sc, int64_t *best, int64_t *pid, T *rn) {                       \
     for (int64_t j = 0; j < kk; ++j) {          /* 1 / |key_j|: the division moves onto the scores */ \
         T q = sqrt(dot_##SX(kr + j * c, kr + j * c, c));                                           \
         rn[j] = 1 / (q < (T)TINY ? (T)TINY : q);                                                   \
@@ -286,7 +286,7 @@ void csa_search_fill_##SX(int64_t c, int64_t l, int64_t kk, const T *scores, con
     } else {                                                                                       \
         recur_##SX(fh, kr, best, m, sc, l, c, cosine, eps);                                        \
     }                                                                                              \
-    for (int64_t i = 0; i < l; ++i) best[i] = known[best[i]];                                      \
+    for (int64_t i = 0; i < l; ++i) { best[i] = known[best[i]]; pid[i] = hole[i]; }               \
     const int64_t ost[3] = {0, ocs, ops};                                                          \
     scatter_##SX(out, ost, 0, hole, m, l, c, 0);                                                   \
 }                                                                                                  \
@@ -435,7 +435,7 @@ def _compile() -> ctypes.CDLL | bool:
     for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
         getattr(lib, f"csa_prepare_{suffix}").argtypes = [ptr, ptr, ptr, ptr, i64, i64, ptr, i64, i64, i64, ptr]
         getattr(lib, f"csa_search_fill_{suffix}").argtypes = [
-            i64, i64, i64, ptr, ptr, ptr, ptr, ptr, ctypes.c_int, real, ptr, i64, i64, ptr, ptr, ptr, ptr, ptr]
+            i64, i64, i64, ptr, ptr, ptr, ptr, ptr, ctypes.c_int, real, ptr, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr]
         getattr(lib, f"csa_fill_backward_{suffix}").argtypes = [
             i64, ptr, i64, ptr, ptr, ptr, ptr, ptr, ctypes.c_int, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
     return lib
@@ -543,6 +543,7 @@ class Fill(torch.autograd.Function):
         if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
             x = x.contiguous()
         out = torch.empty_like(x)  # same layout as x; the kernel copies x in, sample by sample
+        order = order.contiguous()
         offsets = [0]
         for ln in lens:
             offsets.append(offsets[-1] + ln)
@@ -556,32 +557,32 @@ class Fill(torch.autograd.Function):
             fh, m = (_scratch.get(name, v * c, dt).view(v, c) for name in ("fh", "m"))
             k = None
             sc = _scratch.get("sc", v * 7, dt).view(v, 7)
-        best = torch.empty(v, dtype=torch.int64)
-        known = [h * w - cnt for cnt in counts]
-        norm = _scratch.get("norm", max(known), dt)
+        best, pid = torch.empty(v, dtype=torch.int64), torch.empty(v, dtype=torch.int64)
+        hw, known = h * w, [h * w - cnt for cnt in counts]
         sfx = "f32" if dt == torch.float32 else "f64"
-        run = getattr(lib, f"csa_search_fill_{sfx}")
-        x3, o3 = x.view(n, c, h * w), out.view(n, c, h * w)  # a view in either layout
-        prepare = getattr(lib, f"csa_prepare_{sfx}")
-        slot = _scratch.get("slot", h * w, torch.int64)
+        prepare, run = getattr(lib, f"csa_prepare_{sfx}"), getattr(lib, f"csa_search_fill_{sfx}")
+        norm = _scratch.get("norm", max(known), dt)
+        slot = _scratch.get("slot", hw, torch.int64)
         k_buf = _scratch.get("keys", c * max(known), dt)
         s_buf = _scratch.get("scores", max(lens) * max(known), dt)
-        holes = []
+        # plain pointer arithmetic from here on: at batch 1 a dozen tensor slices per sample cost as
+        # much as the kernel's own arithmetic
+        sn, sch, sp = x.stride(0), x.stride(1), x.stride(3)  # out has x's strides (empty_like)
+        e, i8 = x.element_size(), 8
+        xp, op, od, fp, kp = _p(x), _p(out), _p(order), _p(fh), _p(k_buf)
+        mp, scp, bp, pp, nrm, slp = _p(m), _p(sc), _p(best), _p(pid), _p(norm), _p(slot)
+        kp_save = _p(k) if save else None
         for s, (ln, kn) in enumerate(zip(lens, known)):
+            xs, os_, ords = xp + s * sn * e, op + s * sn * e, od + s * hw * i8
             if ln == 0:
-                o3[s].copy_(x3[s])
+                out[s].copy_(x[s])
                 continue
-            hs, ks = order[s, :ln], order[s, ln:]
             o = offsets[s]
+            prepare(os_, fp + o * c * e, kp, xs, sch, sp, ords, ln, hw, c, slp)
             fr, kr = fh[o:o + ln], k_buf[:kn * c].view(kn, c)  # L x C hole, K x C known features
-            prepare(_p(o3[s]), _p(fr), _p(kr), _p(x3[s]), x3.stride(1), x3.stride(2), _p(order[s]), ln, h * w, c,
-                    _p(slot))
             scores = torch.mm(fr, kr.t(), out=s_buf[:ln * kn].view(ln, kn))  # L x K: <f_i, key_j>
-            run(c, ln, kn, _p(scores), _p(kr), _p(ks), _p(fr), _p(hs), int(cosine), eps, _p(o3[s]),
-                o3.stride(1), o3.stride(2), _p(k[o:]) if save else None, _p(m[o:]), _p(sc[o:]), _p(best[o:]),
-                _p(norm))
-            holes.append(hs)
-        pid = torch.cat(holes)
+            run(c, ln, kn, _p(scores), kp, ords + ln * i8, fp + o * c * e, ords, int(cosine), eps, os_, sch, sp,
+                kp_save + o * c * e if save else None, mp + o * c * e, scp + o * 7 * e, bp + o * i8, pp + o * i8, nrm)
         ctx.save_for_backward(*((pid, best, fh, k, m, sc) if save else ()))
         ctx.offsets, ctx.cosine, ctx.sfx, ctx.threads = offsets, cosine, sfx, threads
         a = sc[:, 6].clone()
