@@ -136,6 +136,25 @@ static void tiles_f32(float *out, float *fr, float *kr, const float *map, int64_
     *cv = *pv = 0;
 }
 #endif
+/* the first j with si[j] * rn[j] == top, kk when there is none (a NaN): the arg-max's second pass,
+   16 products and one compare a step where AVX-512 is there */
+static int64_t first_at_f32(const float *si, const float *rn, int64_t kk, float top) {
+    int64_t j = 0;
+#if defined(__AVX512F__)
+    __m512 tv = _mm512_set1_ps(top);
+    for (; j + 16 <= kk; j += 16) {
+        __m512 q = _mm512_mul_ps(_mm512_loadu_ps(si + j), _mm512_loadu_ps(rn + j));
+        __mmask16 hit = _mm512_cmp_ps_mask(q, tv, _CMP_EQ_OQ);
+        if (hit) return j + __builtin_ctz(hit);
+    }
+#endif
+    for (; j < kk; ++j) if (si[j] * rn[j] == top) return j;
+    return kk;
+}
+static int64_t first_at_f64(const double *si, const double *rn, int64_t kk, double top) {
+    for (int64_t j = 0; j < kk; ++j) if (si[j] * rn[j] == top) return j;
+    return kk;
+}
 static void tiles_f64(double *out, double *fr, double *kr, const double *map, int64_t chs, const int64_t *slot,
                       int64_t l, int64_t hw, int64_t c, int64_t *cv, int64_t *pv) {
     (void)out; (void)fr; (void)kr; (void)map; (void)chs; (void)slot; (void)l; (void)hw; (void)c;
@@ -275,9 +294,8 @@ void csa_search_fill_##SX(int64_t c, int64_t l, int64_t kk, const T *scores, con
         T top = -INFINITY;                                                                         \
         _Pragma("omp simd reduction(max:top)")                                                     \
         for (int64_t j = 0; j < kk; ++j) { T q = si[j] * rn[j]; top = q > top ? q : top; }          \
-        int64_t bj = 0;                        /* a NaN score: torch would pick it; we keep 0 */    \
-        for (int64_t j = 0; j < kk; ++j) if (si[j] * rn[j] == top) { bj = j; break; }               \
-        best[i] = bj;                                                                              \
+        int64_t bj = first_at_##SX(si, rn, kk, top);                                               \
+        best[i] = bj < kk ? bj : 0;            /* a NaN score: torch would pick it; we keep 0 */    \
     }                                                                                              \
     if (k) {                                                                                       \
         const int64_t kst[3] = {0, 1, c};                                                          \
