@@ -95,31 +95,25 @@ def _coherent_attention(x, mask, similarity, eps, return_attention, use_kernel, 
         raise ValueError(f"CSA mask {tuple(mask.shape)} must be N x 1 x {h} x {w} to match features {tuple(x.shape)}")
     hw = h * w
     lib = usable(x) if use_kernel else None
-    if lib is not None:
+    if lib is not None:  # each sample's holes, then its known positions, both in raster order
         order, counts = hole_order(lib, mask)
-        # a sample with no known position has nothing to copy from: it passes through unchanged
-        lens = [cnt if 0 < cnt < hw else 0 for cnt in counts]
-        offsets = [0]
-        for ln in lens:
-            offsets.append(offsets[-1] + ln)
-        out, mixing, best, hidx = x, None, None, None
-        if offsets[-1]:
-            out, mixing, best, hidx = Fill.apply(x, order, counts, lens, similarity == "cosine", eps, threads)
-        return (out, _attention(x, offsets, mixing, best, hidx)) if return_attention else out
-    hole = mask.reshape(n, hw) > 0.5
-    counts = hole.sum(1)
-    # a sample with no known position has nothing to copy from: it passes through unchanged
-    lens = torch.where((counts > 0) & (counts < hw), counts, torch.zeros_like(counts))
-    lens_list = lens.tolist()
-    offsets = [0] + torch.cumsum(lens, 0).tolist()
-    mixing = best = hidx = None
-    if offsets[-1] == 0:
-        out = x
     else:
-        # a stable sort: each sample's holes, then its known positions, both in raster order
+        hole = mask.reshape(n, hw) > 0.5
+        counts = hole.sum(1).tolist()
+    # a sample with no known position has nothing to copy from: it passes through unchanged
+    lens = [cnt if 0 < cnt < hw else 0 for cnt in counts]
+    offsets = [0]
+    for ln in lens:
+        offsets.append(offsets[-1] + ln)
+    out, mixing, best, hidx = x, None, None, None
+    if offsets[-1] and lib is not None:
+        out, mixing, best, hidx = Fill.apply(x, order, counts, lens, similarity == "cosine", eps, threads)
+    elif offsets[-1]:
+        # the same order by a stable sort
         order = torch.sort((~hole).to(torch.uint8), dim=1, stable=True).indices
-        out, mixing, best, hidx = _search_generate_torch(x, hole, counts, lens, order[:, :max(lens_list)],
-                                                         offsets, similarity, eps)
+        out, mixing, best, hidx = _search_generate_torch(x, hole, torch.tensor(counts, device=x.device),
+                                                         torch.tensor(lens, device=x.device),
+                                                         order[:, :max(lens)], offsets, similarity, eps)
     if not return_attention:
         return out
     return out, _attention(x, offsets, mixing, best, hidx)
