@@ -276,11 +276,11 @@ def test_inference_path_reuses_scratch_without_aliasing_its_outputs(channels_las
     recurrence.release_scratch()
     g = torch.Generator().manual_seed(5)
     cases = []
-    for n, c, h, w, holes in ((2, 24, 9, 8, 20), (1, 8, 5, 5, 3), (3, 24, 9, 8, 30)):
+    for n, c, h, w, mask_seed in ((2, 24, 9, 8, 20), (1, 8, 5, 5, 3), (3, 24, 9, 8, 30)):
         x = torch.randn(n, c, h, w, generator=g).relu_()
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        mask = _masks(n, h, w, holes).float()
+        mask = _masks(n, h, w, mask_seed).float()
         mask[-1] = 1  # nothing known: passes through
         cases.append((x, mask))
     with torch.no_grad():

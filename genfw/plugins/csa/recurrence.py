@@ -507,8 +507,8 @@ def _strides(t: torch.Tensor) -> torch.Tensor:
 class _Scratch(threading.local):
     """Per-thread scratch memory for the kernel path, grown to the largest call and then reused.
 
-    Why: the buffers of one call are megabytes (the L x K scores, the gathered columns; without
-    autograd also the per-hole rows), and the allocator hands such blocks back to the system on
+    Why: the buffers of one call are megabytes (the L x K scores, the known rows; without autograd
+    also the per-hole rows), and the allocator hands such blocks back to the system on
     free, so a fresh set costs a page fault per 4 KB on every call: measured at batch 1, about 1200
     faults, a third of the layer's forward time. One thread's calls run one after another, so a
     buffer can be reused as soon as its call has returned (nothing handed out points into it)."""
