@@ -45,11 +45,15 @@ def ddp_benchmark(machine: dict, quick: bool) -> Iterator[dict]:
                "--solo-threads", str(total_threads)] + (["--quick"] if quick else [])
         env = {**os.environ, "OMP_NUM_THREADS": str(per_proc)}
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
-        if done.returncode != 0 or not os.path.isfile(result):
+        if not os.path.isfile(result):
             tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
             raise RuntimeError(f"torchrun exited {done.returncode}: {' | '.join(tail)}")
-        with open(result) as fh:
+        with open(result) as fh:  # written atomically by rank 0 once every round was timed
             rec = json.load(fh)
+        if done.returncode != 0:
+            # seen rarely: rank 0 aborting in gloo's teardown ("terminate called without an active
+            # exception") after the result was written; the measurement itself is complete
+            rec["teardown"] = f"torchrun exited {done.returncode} after the result was written"
     yield rec
 
 
