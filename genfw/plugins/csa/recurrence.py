@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import logging
 import os
@@ -146,6 +147,127 @@ static int64_t first_at_f32(const float *si, const float *rn, int64_t kk, float 
 static int64_t first_at_f64(const double *si, const double *rn, int64_t kk, double top) {
     for (int64_t j = 0; j < kk; ++j) if (si[j] * rn[j] == top) return j;
     return kk;
+}
+/* The search's arg-max from a bf16 product (AMX runs it ~5x faster than the fp32 one), made exact
+   by re-checking in fp32. sb (l x kk): bf16 <f~_i, k~_j>, f~ and k~ the bf16-rounded rows, fp32 sums.
+   With u = 2^-8 (bf16's unit roundoff) every such score is within eps |f_i| |k_j| of <f_i, k_j>
+   (two input roundings, the fp32 sum, the output rounding; Cauchy-Schwarz), so after the division
+   by |k_j| within eps |f_i| of the true score, for every j alike. The fp32 arg-max J therefore has
+   an approximate score within 2 (eps + fp32's own error) |f_i| of the approximate maximum: every
+   key in that window is re-scored as the fp32 path scores it (<f_i, k_j> * rn_j, the first of
+   equals wins), and J is among them. Returns 0, or 1 when the caller must run the fp32 product
+   instead: a non-finite or tiny value (bf16 flushes what fp32 still holds), or more candidates
+   than budget (then re-scoring would cost more than the product). fnrm: |f_i|; rn: |key_j| on
+   entry, 1 / |key_j| on return (both from csa_rows_bf16). */
+/* For each of `rows` rows of c values: dst = the row rounded to bf16 (to nearest, ties to even, as
+   torch rounds), the search product's operand, and nrm = the row's fp32 norm, in one read of the
+   row. A NaN may come out as an infinity; its norm sends the sample to the fp32 product anyway. */
+void csa_rows_bf16(uint16_t *dst, const float *src, int64_t rows, int64_t c, float *nrm) {
+    for (int64_t r = 0; r < rows; ++r) {
+        const float *s = src + r * c;
+        uint16_t *d = dst + r * c;
+        float acc = 0;
+        int64_t i = 0;
+#if defined(__AVX512F__)
+        const __m512i half = _mm512_set1_epi32(0x7FFF), one = _mm512_set1_epi32(1);
+        __m512 sq = _mm512_setzero_ps();
+        for (; i + 16 <= c; i += 16) {
+            __m512 v = _mm512_loadu_ps(s + i);
+            sq = _mm512_fmadd_ps(v, v, sq);
+            __m512i u = _mm512_castps_si512(v);
+            __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), one);
+            u = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, half), odd), 16);
+            _mm256_storeu_si256((__m256i *)(d + i), _mm512_cvtepi32_epi16(u));
+        }
+        acc = _mm512_reduce_add_ps(sq);
+#endif
+        for (; i < c; ++i) {
+            union { float f; uint32_t u; } b = {s[i]};
+            d[i] = (uint16_t)((b.u + 0x7FFFu + ((b.u >> 16) & 1u)) >> 16);
+            acc += s[i] * s[i];
+        }
+        nrm[r] = sqrtf(acc);
+    }
+}
+static float dot_plain_f32(const float *x, const float *y, int64_t n) {
+    float s = 0;
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    if (n >= 64) {                             /* four sums: one is an FMA latency per 16 terms */
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (; i + 64 <= n; i += 64) {
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), a0);
+            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(y + i + 16), a1);
+            a2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32), _mm512_loadu_ps(y + i + 32), a2);
+            a3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), _mm512_loadu_ps(y + i + 48), a3);
+        }
+        s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    }
+#endif
+    for (; i < n; ++i) s += x[i] * y[i];
+    return s;
+}
+int csa_refine_f32(int64_t c, int64_t l, int64_t kk, const uint16_t *sb, const float *fr, const float *kr,
+                   const float *fnrm, float *rn, int64_t *best, int64_t budget, float *sf) {
+    for (int64_t j = 0; j < kk; ++j) {         /* rn holds |key_j| on entry */
+        float q = rn[j];
+        if (!(q > 1e-15f) || !isfinite(q)) return 1;
+        rn[j] = 1 / q;
+    }
+    const float eps = 3.05f / 256 + 2.05f * (float)(c + 2) / 16777216.0f;
+    int64_t spent = 0;
+    for (int64_t i = 0; i < l; ++i) {
+        const uint16_t *si = sb + i * kk;
+        const float *fi = fr + i * c;
+        float fn = fnrm[i];
+        if (!(fn > 1e-15f) || !isfinite(fn)) return 1;
+        float top = -INFINITY;
+        int64_t j = 0;
+#if defined(__AVX512F__)
+        __m512 tv = _mm512_set1_ps(-INFINITY);
+        for (; j + 16 <= kk; j += 16) {        /* bf16 -> fp32 is a 16-bit shift */
+            __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(si + j)));
+            __m512 q = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w, 16)), _mm512_loadu_ps(rn + j));
+            _mm512_storeu_ps(sf + j, q);
+            tv = _mm512_max_ps(tv, q);
+        }
+        top = _mm512_reduce_max_ps(tv);
+#endif
+        for (; j < kk; ++j) {
+            union { uint32_t u; float f; } b = {(uint32_t)si[j] << 16};
+            float q = b.f * rn[j];
+            sf[j] = q;
+            top = q > top ? q : top;
+        }
+        if (!isfinite(top)) return 1;          /* also a NaN row max (max_ps passes NaNs on) */
+        float floor_ = top - 2.02f * eps * fn - 1e-18f;
+        float bestv = -INFINITY;
+        int64_t bj = -1;
+        j = 0;
+#if defined(__AVX512F__)
+        __m512 fv = _mm512_set1_ps(floor_);
+        for (; j + 16 <= kk; j += 16) {        /* 16 compares a step; NaNs compare true: re-checked */
+            __mmask16 hit = _mm512_cmp_ps_mask(_mm512_loadu_ps(sf + j), fv, _CMP_NLT_UQ);
+            while (hit) {
+                int64_t jj = j + __builtin_ctz(hit);
+                hit &= hit - 1;
+                if (sf[jj] != sf[jj] || ++spent > budget) return 1;
+                float q = dot_plain_f32(fi, kr + jj * c, c) * rn[jj];
+                if (q > bestv) { bestv = q; bj = jj; }
+            }
+        }
+#endif
+        for (; j < kk; ++j) {
+            if (sf[j] < floor_) continue;
+            if (sf[j] != sf[j]) return 1;      /* a NaN: the fp32 path's rule decides */
+            if (++spent > budget) return 1;
+            float q = dot_plain_f32(fi, kr + j * c, c) * rn[j];
+            if (q > bestv) { bestv = q; bj = j; }
+        }
+        if (bj < 0) return 1;
+        best[i] = bj;
+    }
+    return 0;
 }
 static void tiles_f64(double *out, double *fr, double *kr, const double *map, int64_t chs, const int64_t *slot,
                       int64_t l, int64_t hw, int64_t c, int64_t *cv, int64_t *pv) {
@@ -277,11 +399,11 @@ void csa_prepare_##SX(T *out, T *fr, T *kr, const T *map, int64_t chs, int64_t p
 void csa_search_fill_##SX(int64_t c, int64_t l, int64_t kk, const T *scores, const T *kr,           \
         const int64_t *known, T *fh, const int64_t *hole, int cosine, T eps, T *out, int64_t ocs,    \
         int64_t ops, T *k, T *m, T *sc, int64_t *best, int64_t *pid, T *rn) {                       \
-    for (int64_t j = 0; j < kk; ++j) {          /* 1 / |key_j|: the division moves onto the scores */ \
+    for (int64_t j = 0; scores && j < kk; ++j) {  /* 1 / |key_j|: the division moves onto the scores */ \
         T q = sqrt(dot_##SX(kr + j * c, kr + j * c, c));                                           \
         rn[j] = 1 / (q < (T)TINY ? (T)TINY : q);                                                   \
     }                                                                                              \
-    for (int64_t i = 0; i < l; ++i) {                                                              \
+    for (int64_t i = 0; scores && i < l; ++i) {  /* no scores: best holds the arg-max already */ \
         const T *si = scores + i * kk;                                                             \
         T top = -INFINITY;                                                                         \
         _Pragma("omp simd reduction(max:top)")                                                     \
@@ -442,6 +564,8 @@ def _compile() -> ctypes.CDLL | bool:
         return False
     ptr, i64 = ctypes.c_void_p, ctypes.c_int64
     lib.csa_order.argtypes = [ptr, i64, i64, ptr, ptr]
+    lib.csa_refine_f32.argtypes = [i64, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, i64, ptr]
+    lib.csa_rows_bf16.argtypes = [ptr, ptr, i64, i64, ptr]
     for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
         getattr(lib, f"csa_prepare_{suffix}").argtypes = [ptr, ptr, ptr, ptr, i64, i64, ptr, i64, i64, i64, ptr]
         getattr(lib, f"csa_search_fill_{suffix}").argtypes = [
@@ -496,6 +620,32 @@ def hole_order(lib: ctypes.CDLL, mask: torch.Tensor) -> tuple[torch.Tensor, list
     return order, counts.tolist()
 
 
+_SEARCH = {"auto", "fp32", "bf16"}
+
+
+def bf16_search() -> bool:
+    """Whether the search's product runs in bf16 with the exact fp32 re-check (`csa_refine_f32`).
+
+    GENFW_CSA_SEARCH=fp32 / bf16 forces it; auto (the default) uses bf16 where the CPU reports AMX
+    tiles (``amx_bf16``): there a bf16 product of the layer's size measured ~5x the fp32 one, and
+    elsewhere torch's bf16 product may be slower than fp32. Either way the arg-max is fp32's."""
+    mode = os.environ.get("GENFW_CSA_SEARCH", "auto")
+    if mode not in _SEARCH:
+        raise ValueError(f"GENFW_CSA_SEARCH must be one of {sorted(_SEARCH)}, got {mode!r}")
+    if mode != "auto":
+        return mode == "bf16"
+    return _amx()
+
+
+@functools.lru_cache(maxsize=1)
+def _amx() -> bool:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return "amx_bf16" in line.split()
+    return False
+
+
 def _p(t: torch.Tensor) -> int:
     return t.data_ptr()
 
@@ -527,9 +677,45 @@ class _Scratch(threading.local):
 _scratch = _Scratch()
 
 
+class _Outputs(threading.local):
+    """Per-thread recycling of output maps: a new map the size of the last ones reuses the memory
+    of one the caller has let go of.
+
+    Why: a freed map of megabytes goes back to the system, and a fresh one costs a page fault per
+    4 KB plus the kernel zeroing every page: measured at batch 1 right after a baseline call, 0.25-0.3
+    ms of a 2 ms forward. A storage is reused only when this pool holds its last reference (torch's
+    storage use count is 1: no tensor, view or saved tensor points into it any more); where that
+    count cannot be read, every map is fresh."""
+
+    KEEP = 2  # storages kept per thread: a map in use by the caller and the one being written
+
+    def __init__(self) -> None:
+        self.storages: list = []
+
+    def empty_like(self, x: torch.Tensor) -> torch.Tensor:
+        nbytes = x.numel() * x.element_size()
+        for st in self.storages:
+            if st.nbytes() == nbytes and _use_count(st) == 1:
+                return x.new_empty(0).set_(st, 0, x.shape, x.stride())
+        out = torch.empty_like(x)
+        if _use_count is not _no_count:
+            self.storages = [*self.storages[-(self.KEEP - 1):], out.untyped_storage()]
+        return out
+
+
+def _no_count(storage) -> int:
+    return 2  # never "free": no recycling
+
+
+_use_count = getattr(torch._C, "_storage_Use_Count", None)
+_use_count = (lambda st, f=_use_count: f(st._cdata)) if _use_count is not None else _no_count
+_outputs = _Outputs()
+
+
 def release_scratch() -> None:
-    """Free this thread's kernel scratch (it is rebuilt on the next call)."""
+    """Free this thread's kernel scratch and kept output maps (rebuilt on the next call)."""
     _scratch.buffers.clear()
+    _outputs.storages = []
 
 
 class Fill(torch.autograd.Function):
@@ -552,7 +738,7 @@ class Fill(torch.autograd.Function):
         n, c, h, w = x.shape
         if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
             x = x.contiguous()
-        out = torch.empty_like(x)  # same layout as x; the kernel copies x in, sample by sample
+        out = _outputs.empty_like(x)  # same layout as x; the kernel copies x in, sample by sample
         order = order.contiguous()
         offsets = [0]
         for ln in lens:
@@ -582,6 +768,11 @@ class Fill(torch.autograd.Function):
         xp, op, od, fp, kp = _p(x), _p(out), _p(order), _p(fh), _p(k_buf)
         mp, scp, bp, pp, nrm, slp = _p(m), _p(sc), _p(best), _p(pid), _p(norm), _p(slot)
         kp_save = _p(k) if save else None
+        filtered = dt == torch.float32 and bf16_search()
+        if filtered:
+            fb, kb = _scratch.get("fb", max(lens) * c, torch.bfloat16), _scratch.get("kb", max(known) * c, torch.bfloat16)
+            sb, sf = _scratch.get("sb", max(lens) * max(known), torch.bfloat16), _scratch.get("sf", max(known), dt)
+            fnp = _p(_scratch.get("fnorm", max(lens), dt))
         for s, (ln, kn) in enumerate(zip(lens, known)):
             xs, os_, ords = xp + s * sn * e, op + s * sn * e, od + s * hw * i8
             if ln == 0:
@@ -590,8 +781,18 @@ class Fill(torch.autograd.Function):
             o = offsets[s]
             prepare(os_, fp + o * c * e, kp, xs, sch, sp, ords, ln, hw, c, slp)
             fr, kr = fh[o:o + ln], k_buf[:kn * c].view(kn, c)  # L x C hole, K x C known features
-            scores = torch.mm(fr, kr.t(), out=s_buf[:ln * kn].view(ln, kn))  # L x K: <f_i, key_j>
-            run(c, ln, kn, _p(scores), kp, ords + ln * i8, fp + o * c * e, ords, int(cosine), eps, os_, sch, sp,
+            exact = True  # the fp32 product is needed
+            if filtered:
+                fbs, kbs = fb[:ln * c].view(ln, c), kb[:kn * c].view(kn, c)
+                lib.csa_rows_bf16(_p(fbs), fp + o * c * e, ln, c, fnp)
+                lib.csa_rows_bf16(_p(kbs), kp, kn, c, nrm)
+                approx = torch.mm(fbs, kbs.t(), out=sb[:ln * kn].view(ln, kn))
+                # budget: re-scoring a quarter of the pairs costs about what the fp32 product does
+                exact = bool(lib.csa_refine_f32(c, ln, kn, _p(approx), fp + o * c * e, kp, fnp, nrm, bp + o * i8,
+                                                ln * kn // 4, _p(sf)))
+            # L x K: <f_i, key_j>; None: the refined search has put the arg-max into best already
+            scores = _p(torch.mm(fr, kr.t(), out=s_buf[:ln * kn].view(ln, kn))) if exact else None
+            run(c, ln, kn, scores, kp, ords + ln * i8, fp + o * c * e, ords, int(cosine), eps, os_, sch, sp,
                 kp_save + o * c * e if save else None, mp + o * c * e, scp + o * 7 * e, bp + o * i8, pp + o * i8, nrm)
         ctx.save_for_backward(*((pid, best, fh, k, m, sc) if save else ()))
         ctx.offsets, ctx.cosine, ctx.sfx, ctx.threads = offsets, cosine, sfx, threads
