@@ -243,11 +243,13 @@ def test_layer_threads_setting_is_restored():
 
 
 @needs_kernel
-def test_kernel_builds_without_native_flags_when_the_compiler_refuses_them(tmp_path, monkeypatch):
-    # a compiler that rejects -march=native (as some non-x86 gcc do) still gets a working kernel
+@pytest.mark.parametrize("refused", ["-march=native", "-fopenmp"])
+def test_kernel_builds_without_native_flags_when_the_compiler_refuses_them(tmp_path, monkeypatch, refused):
+    # a compiler that rejects -march=native (as some non-x86 gcc do) or has no OpenMP runtime
+    # still gets a working kernel
     real = shutil.which("cc") or shutil.which("gcc")
     wrapper = tmp_path / "cc"
-    wrapper.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = "-march=native" ] && exit 1; done\nexec {real} "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = "{refused}" ] && exit 1; done\nexec {real} "$@"\n')
     wrapper.chmod(0o755)
     monkeypatch.setenv("CC", str(wrapper))
     monkeypatch.setenv("GENFW_CACHE_DIR", str(tmp_path / "cache"))
@@ -256,15 +258,18 @@ def test_kernel_builds_without_native_flags_when_the_compiler_refuses_them(tmp_p
     assert len(list((tmp_path / "cache" / "kernels").glob("*.so"))) == 1
     x, mask = _hand_case()
     assert torch.allclose(coherent_attention(x, mask)[0].reshape(2, 9)[:, 4], torch.tensor([3.0, 1.0], dtype=torch.float64))
-    # the plain build has no AVX-512 tiles: its scalar float32 code must agree with the torch ops too
+    # the plain build has no AVX-512 tiles, the other no OpenMP: their float32 code must agree with
+    # the torch ops too, with either search
     g = torch.Generator().manual_seed(4)
-    x = torch.randn(3, 24, 9, 7, generator=g).relu_()
+    x = torch.randn(3, 32, 9, 7, generator=g).relu_()
     mask = _masks(3, 9, 7, 8).float()
-    for xx in (x, x.contiguous(memory_format=torch.channels_last)):
-        for needs_grad in (False, True):  # the scratch path and the path that saves for backward
-            xg = xx.detach().requires_grad_(needs_grad)
-            assert torch.allclose(coherent_attention(xg, mask), coherent_attention(xg, mask, use_kernel=False),
-                                  atol=1e-5)
+    for search in ("fp32", "bf16"):
+        monkeypatch.setenv("GENFW_CSA_SEARCH", search)
+        for xx in (x, x.contiguous(memory_format=torch.channels_last)):
+            for needs_grad in (False, True):  # the scratch path and the path that saves for backward
+                xg = xx.detach().requires_grad_(needs_grad)
+                assert torch.allclose(coherent_attention(xg, mask), coherent_attention(xg, mask, use_kernel=False),
+                                      atol=1e-5)
     monkeypatch.setattr(recurrence, "_lib", None)  # the next test builds (or finds) the native one again
 
 

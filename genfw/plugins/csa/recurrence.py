@@ -17,6 +17,7 @@ rounding (tested).
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import functools
@@ -40,6 +41,15 @@ _SOURCE = r"""
 #include <stdint.h>
 
 #define TINY 1e-12
+#if defined(_OPENMP)
+#include <omp.h>
+#define PARALLEL_MIN 65536                    /* below this many values a loop stays on one thread */
+#define PRAGMA_(x) _Pragma(#x)
+#define PARALLEL_FOR(work) PRAGMA_(omp parallel for schedule(static) if ((work) >= 65536))
+#else
+#define PARALLEL_MIN 0
+#define PARALLEL_FOR(work)
+#endif
 #define BLOCK 8   /* channels per pass of a row gather/scatter: 8 map rows a page apart share one
                      L1 set, and 8 is what an 8-way L1 holds without evicting */
 
@@ -85,6 +95,7 @@ static void tiles_f32(float *out, float *fr, float *kr, const float *map, int64_
     int64_t c16 = c - c % 16, p16 = hw - hw % 16;
     /* streaming stores where every line is whole and aligned: no read of the cold line first */
     int stream = !(((uintptr_t)fr | (uintptr_t)kr | (uintptr_t)out) & 63) && c % 16 == 0 && chs % 16 == 0;
+    PARALLEL_FOR(c16 * p16)                    /* threads take channel blocks: no line is shared */
     for (int64_t i0 = 0; i0 < c16; i0 += 16) {
         for (int64_t p0 = 0; p0 < p16; p0 += 16) {
             __m512 r[16], t[16], col[16];
@@ -148,21 +159,11 @@ static int64_t first_at_f64(const double *si, const double *rn, int64_t kk, doub
     for (int64_t j = 0; j < kk; ++j) if (si[j] * rn[j] == top) return j;
     return kk;
 }
-/* The search's arg-max from a bf16 product (AMX runs it ~5x faster than the fp32 one), made exact
-   by re-checking in fp32. sb (l x kk): bf16 <f~_i, k~_j>, f~ and k~ the bf16-rounded rows, fp32 sums.
-   With u = 2^-8 (bf16's unit roundoff) every such score is within eps |f_i| |k_j| of <f_i, k_j>
-   (two input roundings, the fp32 sum, the output rounding; Cauchy-Schwarz), so after the division
-   by |k_j| within eps |f_i| of the true score, for every j alike. The fp32 arg-max J therefore has
-   an approximate score within 2 (eps + fp32's own error) |f_i| of the approximate maximum: every
-   key in that window is re-scored as the fp32 path scores it (<f_i, k_j> * rn_j, the first of
-   equals wins), and J is among them. Returns 0, or 1 when the caller must run the fp32 product
-   instead: a non-finite or tiny value (bf16 flushes what fp32 still holds), or more candidates
-   than budget (then re-scoring would cost more than the product). fnrm: |f_i|; rn: |key_j| on
-   entry, 1 / |key_j| on return (both from csa_rows_bf16). */
 /* For each of `rows` rows of c values: dst = the row rounded to bf16 (to nearest, ties to even, as
    torch rounds), the search product's operand, and nrm = the row's fp32 norm, in one read of the
    row. A NaN may come out as an infinity; its norm sends the sample to the fp32 product anyway. */
 void csa_rows_bf16(uint16_t *dst, const float *src, int64_t rows, int64_t c, float *nrm) {
+    PARALLEL_FOR(rows * c)
     for (int64_t r = 0; r < rows; ++r) {
         const float *s = src + r * c;
         uint16_t *d = dst + r * c;
@@ -207,6 +208,69 @@ static float dot_plain_f32(const float *x, const float *y, int64_t n) {
     for (; i < n; ++i) s += x[i] * y[i];
     return s;
 }
+/* The search's arg-max from a bf16 product (AMX runs it ~5x faster than the fp32 one), made exact
+   by re-checking in fp32. sb (l x kk): bf16 <f~_i, k~_j>, f~ and k~ the bf16-rounded rows, fp32 sums.
+   With u = 2^-8 (bf16's unit roundoff) every such score is within eps |f_i| |k_j| of <f_i, k_j>
+   (two input roundings, the fp32 sum, the output rounding; Cauchy-Schwarz), so after the division
+   by |k_j| within eps |f_i| of the true score, for every j alike. The fp32 arg-max J therefore has
+   an approximate score within 2 (eps + fp32's own error) |f_i| of the approximate maximum: every
+   key in that window is re-scored as the fp32 path scores it (<f_i, k_j> * rn_j, the first of
+   equals wins), and J is among them. Returns 0, or 1 when the caller must run the fp32 product
+   instead: a non-finite or tiny value (bf16 flushes what fp32 still holds), or more candidates
+   than budget (then re-scoring would cost more than the product). fnrm: |f_i|; rn: |key_j| on
+   entry, 1 / |key_j| on return (both from csa_rows_bf16). */
+/* One hole of csa_refine_f32: si its bf16 scores, fi its fp32 row, fn = |fi|; sf: kk scratch.
+   spent counts re-scored keys against budget. 0: *best is the arg-max; 1: give up. */
+static int refine_row(int64_t c, int64_t kk, const uint16_t *si, const float *fi, float fn, const float *kr,
+                      const float *rn, float eps, int64_t *spent, int64_t budget, float *sf, int64_t *best) {
+    if (!(fn > 1e-15f) || !isfinite(fn)) return 1;
+    float top = -INFINITY;
+    int64_t j = 0;
+#if defined(__AVX512F__)
+    __m512 tv = _mm512_set1_ps(-INFINITY);
+    for (; j + 16 <= kk; j += 16) {        /* bf16 -> fp32 is a 16-bit shift */
+        __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(si + j)));
+        __m512 q = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w, 16)), _mm512_loadu_ps(rn + j));
+        _mm512_storeu_ps(sf + j, q);
+        tv = _mm512_max_ps(tv, q);
+    }
+    top = _mm512_reduce_max_ps(tv);
+#endif
+    for (; j < kk; ++j) {
+        union { uint32_t u; float f; } b = {(uint32_t)si[j] << 16};
+        float q = b.f * rn[j];
+        sf[j] = q;
+        top = q > top ? q : top;
+    }
+    if (!isfinite(top)) return 1;          /* also a NaN row max (max_ps passes NaNs on) */
+    float floor_ = top - 2.02f * eps * fn - 1e-18f;
+    float bestv = -INFINITY;
+    int64_t bj = -1;
+    j = 0;
+#if defined(__AVX512F__)
+    __m512 fv = _mm512_set1_ps(floor_);
+    for (; j + 16 <= kk; j += 16) {        /* 16 compares a step; NaNs compare true: re-checked */
+        __mmask16 hit = _mm512_cmp_ps_mask(_mm512_loadu_ps(sf + j), fv, _CMP_NLT_UQ);
+        while (hit) {
+            int64_t jj = j + __builtin_ctz(hit);
+            hit &= hit - 1;
+            if (sf[jj] != sf[jj] || ++*spent > budget) return 1;
+            float q = dot_plain_f32(fi, kr + jj * c, c) * rn[jj];
+            if (q > bestv) { bestv = q; bj = jj; }
+        }
+    }
+#endif
+    for (; j < kk; ++j) {
+        if (sf[j] < floor_) continue;
+        if (sf[j] != sf[j]) return 1;      /* a NaN: the fp32 path's rule decides */
+        if (++*spent > budget) return 1;
+        float q = dot_plain_f32(fi, kr + j * c, c) * rn[j];
+        if (q > bestv) { bestv = q; bj = j; }
+    }
+    if (bj < 0) return 1;
+    *best = bj;
+    return 0;
+}
 int csa_refine_f32(int64_t c, int64_t l, int64_t kk, const uint16_t *sb, const float *fr, const float *kr,
                    const float *fnrm, float *rn, int64_t *best, int64_t budget, float *sf) {
     for (int64_t j = 0; j < kk; ++j) {         /* rn holds |key_j| on entry */
@@ -215,59 +279,24 @@ int csa_refine_f32(int64_t c, int64_t l, int64_t kk, const uint16_t *sb, const f
         rn[j] = 1 / q;
     }
     const float eps = 3.05f / 256 + 2.05f * (float)(c + 2) / 16777216.0f;
-    int64_t spent = 0;
-    for (int64_t i = 0; i < l; ++i) {
-        const uint16_t *si = sb + i * kk;
-        const float *fi = fr + i * c;
-        float fn = fnrm[i];
-        if (!(fn > 1e-15f) || !isfinite(fn)) return 1;
-        float top = -INFINITY;
-        int64_t j = 0;
-#if defined(__AVX512F__)
-        __m512 tv = _mm512_set1_ps(-INFINITY);
-        for (; j + 16 <= kk; j += 16) {        /* bf16 -> fp32 is a 16-bit shift */
-            __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(si + j)));
-            __m512 q = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w, 16)), _mm512_loadu_ps(rn + j));
-            _mm512_storeu_ps(sf + j, q);
-            tv = _mm512_max_ps(tv, q);
-        }
-        top = _mm512_reduce_max_ps(tv);
+    int fail = 0;
+#if defined(_OPENMP)
+    #pragma omp parallel if (l * kk >= PARALLEL_MIN)
 #endif
-        for (; j < kk; ++j) {
-            union { uint32_t u; float f; } b = {(uint32_t)si[j] << 16};
-            float q = b.f * rn[j];
-            sf[j] = q;
-            top = q > top ? q : top;
-        }
-        if (!isfinite(top)) return 1;          /* also a NaN row max (max_ps passes NaNs on) */
-        float floor_ = top - 2.02f * eps * fn - 1e-18f;
-        float bestv = -INFINITY;
-        int64_t bj = -1;
-        j = 0;
-#if defined(__AVX512F__)
-        __m512 fv = _mm512_set1_ps(floor_);
-        for (; j + 16 <= kk; j += 16) {        /* 16 compares a step; NaNs compare true: re-checked */
-            __mmask16 hit = _mm512_cmp_ps_mask(_mm512_loadu_ps(sf + j), fv, _CMP_NLT_UQ);
-            while (hit) {
-                int64_t jj = j + __builtin_ctz(hit);
-                hit &= hit - 1;
-                if (sf[jj] != sf[jj] || ++spent > budget) return 1;
-                float q = dot_plain_f32(fi, kr + jj * c, c) * rn[jj];
-                if (q > bestv) { bestv = q; bj = jj; }
-            }
-        }
+    {
+        int64_t spent = 0, share = budget, tid = 0;   /* each thread its share of the budget */
+#if defined(_OPENMP)
+        share = budget / omp_get_num_threads();
+        tid = omp_get_thread_num();
+        #pragma omp for schedule(static)
 #endif
-        for (; j < kk; ++j) {
-            if (sf[j] < floor_) continue;
-            if (sf[j] != sf[j]) return 1;      /* a NaN: the fp32 path's rule decides */
-            if (++spent > budget) return 1;
-            float q = dot_plain_f32(fi, kr + j * c, c) * rn[j];
-            if (q > bestv) { bestv = q; bj = j; }
+        for (int64_t i = 0; i < l; ++i) {
+            if (fail) continue;                /* a benign race: only ever set to 1 */
+            if (refine_row(c, kk, sb + i * kk, fr + i * c, fnrm[i], kr, rn, eps, &spent, share, sf + tid * kk, best + i))
+                fail = 1;
         }
-        if (bj < 0) return 1;
-        best[i] = bj;
     }
-    return 0;
+    return fail;
 }
 static void tiles_f64(double *out, double *fr, double *kr, const double *map, int64_t chs, const int64_t *slot,
                       int64_t l, int64_t hw, int64_t c, int64_t *cv, int64_t *pv) {
@@ -307,6 +336,7 @@ static void gather_##SX(T *rows, const T *map, const int64_t *st, const int64_t 
 /* map[nid[t], :, pos[t]] = rows[t] (add: +=), in row order, so repeated positions accumulate */   \
 static void scatter_##SX(T *map, const int64_t *st, const int64_t *nid, const int64_t *pos,       \
                          const T *rows, int64_t v, int64_t c, int add) {                           \
+    PARALLEL_FOR(v * c)                        /* by channel blocks: repeated positions stay ordered */ \
     for (int64_t i0 = 0; i0 < c; i0 += BLOCK) {                                                    \
         int64_t i1 = i0 + BLOCK < c ? i0 + BLOCK : c;                                              \
         for (int64_t t = 0; t < v; ++t) {                                                          \
@@ -507,6 +537,9 @@ DEFINE(double, f64)
 """
 
 _FLAGS = ["-O3", "-std=c99", "-fPIC", "-shared", "-fopenmp-simd"]
+# the map pass, the row casts, the re-check and the scatter split over torch's intra-op threads: the
+# same OpenMP runtime torch uses (one libgomp per process), so torch.set_num_threads governs both
+_OPENMP = "-fopenmp"
 _NATIVE = "-march=native"  # the loops are short dot products: AVX2/AVX-512 where the CPU has them
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None | bool = None  # None: not tried yet; False: unavailable
@@ -548,7 +581,7 @@ def _compile() -> ctypes.CDLL | bool:
         return False
     lib = None
     # native first; a compiler that does not know -march=native (some non-x86 gcc) gets the plain build
-    for flags in ([*_FLAGS, _NATIVE], _FLAGS):
+    for flags in ([*_FLAGS, _NATIVE, _OPENMP], [*_FLAGS, _NATIVE], _FLAGS):
         key = _SOURCE + " ".join(flags) + (_cpu_id() if _NATIVE in flags else "")
         target = _cache_dir() / "kernels" / f"csa_recurrence_{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
         try:
@@ -621,6 +654,9 @@ def hole_order(lib: ctypes.CDLL, mask: torch.Tensor) -> tuple[torch.Tensor, list
 
 
 _SEARCH = {"auto", "fp32", "bf16"}
+# per sample, what the search ran: "bf16+check" (the bf16 product and the fp32 re-check), "fp32"
+# (the fp32 product: no AMX, GENFW_CSA_SEARCH=fp32, float64, or the re-check gave up); for tests
+search_counts: collections.Counter = collections.Counter()
 
 
 def bf16_search() -> bool:
@@ -771,7 +807,7 @@ class Fill(torch.autograd.Function):
         filtered = dt == torch.float32 and bf16_search()
         if filtered:
             fb, kb = _scratch.get("fb", max(lens) * c, torch.bfloat16), _scratch.get("kb", max(known) * c, torch.bfloat16)
-            sb, sf = _scratch.get("sb", max(lens) * max(known), torch.bfloat16), _scratch.get("sf", max(known), dt)
+            sb, sf = _scratch.get("sb", max(lens) * max(known), torch.bfloat16), _scratch.get("sf", max(known) * torch.get_num_threads(), dt)
             fnp = _p(_scratch.get("fnorm", max(lens), dt))
         for s, (ln, kn) in enumerate(zip(lens, known)):
             xs, os_, ords = xp + s * sn * e, op + s * sn * e, od + s * hw * i8
@@ -790,6 +826,7 @@ class Fill(torch.autograd.Function):
                 # budget: re-scoring a quarter of the pairs costs about what the fp32 product does
                 exact = bool(lib.csa_refine_f32(c, ln, kn, _p(approx), fp + o * c * e, kp, fnp, nrm, bp + o * i8,
                                                 ln * kn // 4, _p(sf)))
+            search_counts["fp32" if exact else "bf16+check"] += 1
             # L x K: <f_i, key_j>; None: the refined search has put the arg-max into best already
             scores = _p(torch.mm(fr, kr.t(), out=s_buf[:ln * kn].view(ln, kn))) if exact else None
             run(c, ln, kn, scores, kp, ords + ln * i8, fp + o * c * e, ords, int(cosine), eps, os_, sch, sp,
