@@ -123,3 +123,23 @@ def test_output_maps_are_recycled_only_once_let_go():
         fourth = coherent_attention(x, mask)
         assert fourth.data_ptr() == ptr or fourth.data_ptr() != third.data_ptr()
         assert torch.equal(fourth, kept) and torch.equal(third, coherent_attention(x * 3, mask))
+
+
+@needs_kernel
+def test_layer_called_from_another_thread_gives_the_same_result():
+    """Scratch and recycled maps are per thread, and OpenMP teams are sized from the calling thread."""
+    import threading
+
+    x, mask = _maps("random", torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref = coherent_attention(x, mask).clone()
+    got = {}
+
+    def work():
+        with torch.no_grad():
+            got["out"] = coherent_attention(x, mask).clone()
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert torch.equal(got["out"], ref)

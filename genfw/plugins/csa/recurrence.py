@@ -272,7 +272,7 @@ static int refine_row(int64_t c, int64_t kk, const uint16_t *si, const float *fi
     return 0;
 }
 int csa_refine_f32(int64_t c, int64_t l, int64_t kk, const uint16_t *sb, const float *fr, const float *kr,
-                   const float *fnrm, float *rn, int64_t *best, int64_t budget, float *sf) {
+                   const float *fnrm, float *rn, int64_t *best, int64_t budget, float *sf, int64_t nt) {
     for (int64_t j = 0; j < kk; ++j) {         /* rn holds |key_j| on entry */
         float q = rn[j];
         if (!(q > 1e-15f) || !isfinite(q)) return 1;
@@ -281,7 +281,7 @@ int csa_refine_f32(int64_t c, int64_t l, int64_t kk, const uint16_t *sb, const f
     const float eps = 3.05f / 256 + 2.05f * (float)(c + 2) / 16777216.0f;
     int fail = 0;
 #if defined(_OPENMP)
-    #pragma omp parallel if (l * kk >= PARALLEL_MIN)
+    #pragma omp parallel num_threads(nt > 0 ? nt : 1) if (l * kk >= PARALLEL_MIN)  /* sf: nt x kk */
 #endif
     {
         int64_t spent = 0, share = budget, tid = 0;   /* each thread its share of the budget */
@@ -597,7 +597,7 @@ def _compile() -> ctypes.CDLL | bool:
         return False
     ptr, i64 = ctypes.c_void_p, ctypes.c_int64
     lib.csa_order.argtypes = [ptr, i64, i64, ptr, ptr]
-    lib.csa_refine_f32.argtypes = [i64, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, i64, ptr]
+    lib.csa_refine_f32.argtypes = [i64, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, i64, ptr, i64]
     lib.csa_rows_bf16.argtypes = [ptr, ptr, i64, i64, ptr]
     for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
         getattr(lib, f"csa_prepare_{suffix}").argtypes = [ptr, ptr, ptr, ptr, i64, i64, ptr, i64, i64, i64, ptr]
@@ -807,7 +807,8 @@ class Fill(torch.autograd.Function):
         filtered = dt == torch.float32 and bf16_search()
         if filtered:
             fb, kb = _scratch.get("fb", max(lens) * c, torch.bfloat16), _scratch.get("kb", max(known) * c, torch.bfloat16)
-            sb, sf = _scratch.get("sb", max(lens) * max(known), torch.bfloat16), _scratch.get("sf", max(known) * torch.get_num_threads(), dt)
+            nt = torch.get_num_threads()
+            sb, sf = _scratch.get("sb", max(lens) * max(known), torch.bfloat16), _scratch.get("sf", max(known) * nt, dt)
             fnp = _p(_scratch.get("fnorm", max(lens), dt))
         for s, (ln, kn) in enumerate(zip(lens, known)):
             xs, os_, ords = xp + s * sn * e, op + s * sn * e, od + s * hw * i8
@@ -825,7 +826,7 @@ class Fill(torch.autograd.Function):
                 approx = torch.mm(fbs, kbs.t(), out=sb[:ln * kn].view(ln, kn))
                 # budget: re-scoring a quarter of the pairs costs about what the fp32 product does
                 exact = bool(lib.csa_refine_f32(c, ln, kn, _p(approx), fp + o * c * e, kp, fnp, nrm, bp + o * i8,
-                                                ln * kn // 4, _p(sf)))
+                                                ln * kn // 4, _p(sf), nt))
             search_counts["fp32" if exact else "bf16+check"] += 1
             # L x K: <f_i, key_j>; None: the refined search has put the arg-max into best already
             scores = _p(torch.mm(fr, kr.t(), out=s_buf[:ln * kn].view(ln, kn))) if exact else None
