@@ -10,10 +10,11 @@ and skipped; the other plugins load. A plugin without ``GENFW_API`` is loaded (s
 from genfw.core.algorithm import Algorithm, CapabilityError, Context, Phase
 from genfw.core.config import structure, unstructure
 from genfw.core.errors import ConfigError, GenfwError
-from genfw.core.nn import AuxLoss
+from genfw.core.nn import AuxLoss, ChunkedBatchNorm2d, SmallMapConv2d, batch_chunks, batch_chunks_exact
 from genfw.registry import Entry, Registrar, Registry, get_registry, hookimpl
 from genfw.registry.hookspecs import API_VERSION
 
 __all__ = ["API_VERSION", "hookimpl", "Algorithm", "CapabilityError", "Context", "Phase", "AuxLoss",
+           "SmallMapConv2d", "ChunkedBatchNorm2d", "batch_chunks", "batch_chunks_exact",
            "Registry", "Registrar", "Entry", "get_registry", "structure", "unstructure", "GenfwError",
            "ConfigError"]

@@ -7,7 +7,7 @@ plugin implementing it is registered, and `genfw plugins` shows the warning on t
 """
 import pluggy
 
-API_VERSION = "1.0"
+API_VERSION = "1.1"  # 1.1: SmallMapConv2d, ChunkedBatchNorm2d, batch_chunks, batch_chunks_exact
 
 hookspec = pluggy.HookspecMarker("genfw")
 hookimpl = pluggy.HookimplMarker("genfw")

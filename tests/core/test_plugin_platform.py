@@ -274,7 +274,7 @@ def test_incompatible_api_is_reported_and_skipped(site, monkeypatch):
     state = load_plugins()
     infos = _infos(state)
     fut = infos[("future", "future")]
-    assert fut.status == "incompatible" and fut.error == "needs genfw plugin API >=2.0,<3; this genfw provides 1.0"
+    assert fut.status == "incompatible" and fut.error == "needs genfw plugin API >=2.0,<3; this genfw provides 1.1"
     assert "future.thing" not in state.registry.names()
     assert "is not a version range" in infos[("badapi", "future")].error
     assert infos[("lis", "genfw")].status == "ok"
@@ -282,7 +282,7 @@ def test_incompatible_api_is_reported_and_skipped(site, monkeypatch):
     assert res.exit_code == 0
     row = next(line for line in res.output.splitlines() if line.startswith("future "))
     assert row.split()[:5] == ["future", "future", "0.3", ">=2.0,<3", "incompatible"]
-    assert row.endswith("needs genfw plugin API >=2.0,<3; this genfw provides 1.0")
+    assert row.endswith("needs genfw plugin API >=2.0,<3; this genfw provides 1.1")
 
 
 def test_deprecated_hook_warns_through_warn_on_impl(site, monkeypatch):

@@ -356,3 +356,27 @@ def test_conv_layers_benchmark_times_every_conv_of_both_nets():
     assert r["conv_fp32_s"] > 0 and r["conv_bf16_s"] > 0
     assert r["bf16_over_fp32"] == pytest.approx(r["conv_fp32_s"] / r["conv_bf16_s"], rel=0.01)
     assert r["layer_ratio_min"] <= r["bf16_over_fp32"] * 1.01 and r["layer_ratio_max"] >= r["bf16_over_fp32"] * 0.99
+
+
+@pytest.mark.parametrize("bn_all", [True, False])
+def test_batched_generated_passes_equal_separate_passes(registry, bn_all):
+    """x_r and x_p encoded as one batch (per-half BatchNorm statistics) train exactly like two passes."""
+    runs = {}
+    for batched in (True, False):
+        torch.manual_seed(0)
+        algo = make_algo(registry, batch_generated=batched, bn_train_all_passes=bn_all)
+        algo.encoder.double()
+        algo.decoder.double()
+        calls = []
+        algo.encoder.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
+        logs = [run_step(algo, {"image": faces(16, 8).double()[4 * i:4 * i + 4]}, i) for i in range(2)]
+        runs[batched] = (logs, [p.detach().clone() for n in ("encoder", "decoder") for p in algo.nets[n].parameters()],
+                         [b.clone() for b in algo.encoder.buffers()], calls)
+    (logs_b, params_b, bufs_b, calls_b), (logs_s, params_s, bufs_s, calls_s) = runs[True], runs[False]
+    assert calls_b == [4, 8, 8] * 2 and calls_s == [4] * 10  # 3 encoder passes per step instead of 5
+    for got, want in zip(logs_b, logs_s):
+        assert got.keys() == want.keys()
+        for key in got:
+            assert got[key] == pytest.approx(want[key], rel=1e-10, abs=1e-12)
+    for got, want in zip(params_b + bufs_b, params_s + bufs_s):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)

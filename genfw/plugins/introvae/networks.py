@@ -12,7 +12,7 @@ import torch
 from attrs import define, field, validators as v
 from torch import nn
 
-from genfw import ConfigError
+from genfw import ChunkedBatchNorm2d, ConfigError, SmallMapConv2d
 
 DEFAULT_SIZE = 64
 
@@ -69,10 +69,11 @@ class ResBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
+        # 4x4 / 8x8 maps run as one matrix product on CPU (see SmallMapConv2d); same weights
+        self.conv1 = SmallMapConv2d(cin, cout, 3, padding=1, bias=False)
+        self.bn1 = ChunkedBatchNorm2d(cout)
+        self.conv2 = SmallMapConv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = ChunkedBatchNorm2d(cout)
         self.skip = nn.Conv2d(cin, cout, 1, bias=False) if cin != cout else nn.Identity()
         self.act = nn.LeakyReLU(0.2, inplace=True)
 
@@ -85,6 +86,8 @@ class ResBlock(nn.Module):
 class Encoder(nn.Module):
     """Image in [0, 1] -> (mu, logvar), each N x z_dim."""
 
+    batch_chunks_exact = True  # every op is per-sample except batch norm (ChunkedBatchNorm2d)
+
     def __init__(self, cfg: NetConfig | None = None) -> None:
         super().__init__()
         cfg = cfg or NetConfig()
@@ -93,7 +96,7 @@ class Encoder(nn.Module):
         self.z_dim = cfg.z_dim
         layers: list[nn.Module] = [
             nn.Conv2d(self.in_channels, ch[0], 5, padding=2, bias=False),
-            nn.BatchNorm2d(ch[0]),
+            ChunkedBatchNorm2d(ch[0]),
             nn.LeakyReLU(0.2, inplace=True),
             nn.AvgPool2d(2),
         ]
@@ -115,6 +118,7 @@ class Decoder(nn.Module):
     """Latent N x z_dim -> image N x C x H x W (no output activation: data in [0, 1])."""
 
     roles = ("latent-generator",)
+    batch_chunks_exact = True  # every op is per-sample except batch norm (ChunkedBatchNorm2d)
     output_range = "unbounded"  # no output activation: learns the range of the slot it trains in
 
     def __init__(self, cfg: NetConfig | None = None) -> None:
