@@ -174,6 +174,7 @@ class ChunkedBatchNorm2d(nn.BatchNorm2d):
         batch_stats = self.training or self.running_mean is None
         if k == 1 or not batch_stats:
             return super().forward(x)
+        self._check_input_dim(x)
         if x.shape[0] % k:
             raise ValueError(f"ChunkedBatchNorm2d: batch {x.shape[0]} does not split into {k} equal chunks")
         factors = []
