@@ -8,7 +8,7 @@ from genfw.registry import Entry, Registrar, Registry, get_registry, hookimpl
 __version__ = "0.1.0"
 
 __all__ = [
-    "__version__", "hookimpl", "Algorithm", "CapabilityError", "Context", "Phase", "AuxLoss", "SmallMapConv2d", "ChunkedBatchNorm2d", "batch_chunks",
-    "batch_chunks_exact", "Registry", "Registrar",
+    "__version__", "hookimpl", "Algorithm", "CapabilityError", "Context", "Phase", "AuxLoss", "SmallMapConv2d",
+    "ChunkedBatchNorm2d", "batch_chunks", "batch_chunks_exact", "Registry", "Registrar",
     "Entry", "get_registry", "structure", "unstructure", "GenfwError", "ConfigError",
 ]

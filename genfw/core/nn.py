@@ -116,8 +116,6 @@ class _PerChunkBatchNorm(torch.autograd.Function):
     def backward(ctx, gy):
         x, weight, *stats = ctx.saved_tensors
         k, n = ctx.k, x.shape[0] // ctx.k
-        need_w = weight is not None and ctx.needs_input_grad[1]
-        need_b = ctx.needs_input_grad[2]
         # all three gradients every time: dweight and dbias are the sums the input gradient needs
         # anyway, and out= variants reject unrequested (undefined) outputs under dispatch modes
         gx = torch.empty_like(x)
@@ -132,9 +130,8 @@ class _PerChunkBatchNorm(torch.autograd.Function):
                 stats[2 * i + 1], True, ctx.eps, [True, True, True], out0=gx[sl], out1=ow, out2=ob)
             gw = ow if gw is None else gw + ow
             gb = ob if gb is None else gb + ob
-        gx = gx if ctx.needs_input_grad[0] else None
-        return (gx, gw.to(weight.dtype) if need_w else None, gb.to(weight.dtype) if need_b else None,
-                None, None, None, None)
+        need = ctx.needs_input_grad
+        return gx if need[0] else None, gw if need[1] else None, gb if need[2] else None, None, None, None, None
 
 
 _STATS_DTYPE: dict = {}
@@ -177,14 +174,14 @@ class ChunkedBatchNorm2d(nn.BatchNorm2d):
         self._check_input_dim(x)
         if x.shape[0] % k:
             raise ValueError(f"ChunkedBatchNorm2d: batch {x.shape[0]} does not split into {k} equal chunks")
+        track = self.training and self.track_running_stats
         factors = []
         for _ in range(k):  # what k separate training passes would do to the running averages
-            if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            if track:
                 self.num_batches_tracked.add_(1)
-                factors.append(1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum)
-            else:
-                factors.append(0.0 if self.momentum is None else self.momentum)
-        track = self.training and self.track_running_stats
+            # without tracking no running averages are passed and the factor is unused
+            cumulative = track and self.momentum is None
+            factors.append(1.0 / float(self.num_batches_tracked) if cumulative else (self.momentum or 0.0))
         return _PerChunkBatchNorm.apply(x, self.weight, self.bias, self.running_mean if track else None,
                                         self.running_var if track else None, tuple(factors), self.eps)
 
