@@ -170,6 +170,37 @@ def probe_name(precision: str, channels_last: bool) -> str:
     return f"conv:{precision}:{'channels_last' if channels_last else 'contiguous'}"
 
 
+# A variant whose conv probe runs below this fraction of fp32's (same layout) is not timed: on a
+# CPU without bf16 instructions the library falls back to reference bf16 kernels (seen at 0.02x
+# fp32 contiguous, 0.15x channels_last), and one 256 px IntroVAE step would take minutes.
+SLOW_VARIANT = 0.25
+_slow_cache: dict = {}
+
+
+def slow_variants(device: str | torch.device, pairs: Iterable[tuple[str, bool]]) -> dict[tuple[str, bool], str]:
+    """The (precision, channels_last) pairs of `pairs` that run too slowly here to benchmark,
+    each with the reason a benchmark prints in its `skipped` row. fp32 is never skipped; on CPU a
+    small conv probe (32 ch, 32 px, forward + backward) of each pair takes turns with fp32 in the
+    same layout, and the fastest of 3 rounds counts. Measured once per process and device."""
+    dev = torch.device(device)
+    out: dict[tuple[str, bool], str] = {}
+    for precision, cl in pairs:
+        if precision == "fp32" or dev.type != "cpu" or not bf16_supported(dev):
+            continue
+        key = (str(dev), precision, cl)
+        if key not in _slow_cache:
+            works = probe_works(dev, cases=[("fp32", cl), (precision, cl)], matmul=False, shape=(4, 32, 32),
+                                count=False)
+            times = take_turns({k: w for k, (w, _) in works.items()}, warmup=1, rounds=3, device=dev)
+            _slow_cache[key] = min(times[probe_name("fp32", cl)]) / min(times[probe_name(precision, cl)])
+        speed = _slow_cache[key]
+        if speed < SLOW_VARIANT:
+            layout = "channels_last" if cl else "contiguous"
+            out[(precision, cl)] = (f"{precision} {layout} conv probe ran {speed:.2f}x fp32 {layout} here "
+                                    f"(< {SLOW_VARIANT}): not timed, each call would take over {1 / SLOW_VARIANT:g}x fp32's")
+    return out
+
+
 def ratio_stats(num: list[float], den: list[float]) -> dict[str, float]:
     """Median and range over rounds of num[i] / den[i] (times of two works in the same rounds)."""
     r = [a / b for a, b in zip(num, den) if b > 0]

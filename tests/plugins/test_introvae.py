@@ -345,7 +345,7 @@ def test_conv_layers_benchmark_times_every_conv_of_both_nets():
     from genfw.registry import get_registry
 
     rows = list(bench.conv_layers(get_registry(), torch.device("cpu"), quick=False, cases=[(32, 2, [16, 32, 64])],
-                                  rounds=1))
+                                  rounds=1, skip_slow=False))
     assert len(rows) == 1
     r = rows[0]
     n_convs = sum(isinstance(m, nn.Conv2d)
@@ -356,6 +356,26 @@ def test_conv_layers_benchmark_times_every_conv_of_both_nets():
     assert r["conv_fp32_s"] > 0 and r["conv_bf16_s"] > 0
     assert r["bf16_over_fp32"] == pytest.approx(r["conv_fp32_s"] / r["conv_bf16_s"], rel=0.01)
     assert r["layer_ratio_min"] <= r["bf16_over_fp32"] * 1.01 and r["layer_ratio_max"] >= r["bf16_over_fp32"] * 0.99
+
+
+def test_benchmarks_skip_a_precision_too_slow_to_time_and_say_why(monkeypatch):
+    """A bf16 variant whose probe runs under SLOW_VARIANT x fp32 gets a `skipped` row, not minutes of steps."""
+    from genfw.core import bench as core_bench
+    from genfw.plugins.introvae import bench
+    from genfw.registry import get_registry
+
+    if not core_bench.bf16_supported("cpu"):
+        pytest.skip("no bf16 on this CPU")
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(core_bench, "SLOW_VARIANT", 1e9)  # every bf16 probe is "too slow"
+    slow = core_bench.slow_variants(cpu, [("fp32", False), ("bf16", False), ("bf16", True)])
+    assert set(slow) == {("bf16", False), ("bf16", True)}  # fp32 is never skipped
+    assert all("x fp32" in why and "not timed" in why for why in slow.values())
+    for rows in (list(bench.conv_layers(get_registry(), cpu, quick=False)),
+                 list(bench.loss_agreement(get_registry(), cpu, quick=False))):
+        assert len(rows) == 1 and "skipped" in rows[0] and "l_ae_bf16" not in rows[0] and "layers" not in rows[0]
+    monkeypatch.setattr(core_bench, "SLOW_VARIANT", 0.0)  # nothing is: the cached probe ratios decide again
+    assert core_bench.slow_variants(cpu, [("bf16", False), ("bf16", True)]) == {}
 
 
 @pytest.mark.parametrize("bn_all", [True, False])

@@ -26,7 +26,8 @@ import time
 
 import torch
 
-from genfw.core.bench import bf16_supported, count_flops, probe_name, probe_works, rotation, take_turns
+from genfw.core.bench import (bf16_supported, count_flops, probe_name, probe_works, rotation, slow_variants,
+                              take_turns)
 from genfw.core.precision import Policy, cast_networks
 from genfw.plugins.foam.networks import FOAMGenerator, GeneratorConfig
 
@@ -61,6 +62,11 @@ def completion_benchmark(machine: dict, quick: bool):
     device = torch.device("cuda" if machine.get("device_type") == "cuda" else "cpu")
     dtypes = ["fp32"] + (["bf16"] if bf16_supported(device) else [])
     sizes = (16, 32) if quick else SIZES
+    timed = list(dtypes)
+    if not quick:
+        for (dtype, _), why in slow_variants(device, [(d, True) for d in dtypes]).items():
+            yield {"dtype": dtype, "skipped": why}  # peak memory is still measured below
+            timed.remove(dtype)
     for size in sizes:
         cfg = paper_generator(size, base_at_1024=1, cap=16) if quick else paper_generator(size)
         G = FOAMGenerator(cfg).to(device).eval().to(memory_format=torch.channels_last)
@@ -89,9 +95,9 @@ def completion_benchmark(machine: dict, quick: bool):
             continue
         # the probes of each precision (channels_last, like the network) take turns with the passes,
         # so "of_conv_probe" compares the same moments; fp32 has a control copy (the noise floor)
-        probes = probe_works(device, cases=[(d, True) for d in dtypes], matmul=False)
-        rot = rotation({d: run(d) for d in dtypes}, warmup=1, rounds=3, probes=probes, control="fp32", device=device)
-        for dtype in dtypes:
+        probes = probe_works(device, cases=[(d, True) for d in timed], matmul=False)
+        rot = rotation({d: run(d) for d in timed}, warmup=1, rounds=3, probes=probes, control="fp32", device=device)
+        for dtype in timed:
             sec = statistics.median(rot["times"][dtype])
             ceiling = rot["probe_gflops"].get(probe_name(dtype, True))
             rec = {"size": size, "dtype": dtype, "widths": G.widths, "hole": "centre, half the side",

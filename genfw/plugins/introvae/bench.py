@@ -20,7 +20,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from genfw import Context
-from genfw.core.bench import bf16_supported, probe_name, probe_works, ratio_stats, rotation, take_turns
+from genfw.core.bench import (bf16_supported, probe_name, probe_works, ratio_stats, rotation, slow_variants,
+                              take_turns)
 from genfw.core.step import run_step
 from genfw.plugins.introvae.presets import CH_128, CH_256
 
@@ -86,6 +87,10 @@ def throughput(registry, device: torch.device, machine: dict, quick: bool) -> It
         return
     cases = [(128, 4, CH_128), (256, 2, CH_256)]
     steps, warmup = (20, 3) if device.type == "cuda" else (8, 2)
+    slow = slow_variants(device, variants)
+    for (precision, cl), why in slow.items():
+        yield {"bench": "introvae.train-step", "precision": precision, "channels_last": cl, "skipped": why}
+    variants = [v for v in variants if v not in slow]
     probes = probe_works(device, cases=variants, matmul=False)
     for size, batch_size, channels in cases:
         runs, flops = {}, {}
@@ -152,8 +157,13 @@ def loss_agreement(registry, device: torch.device, quick: bool) -> Iterator[dict
     """L_AE after N steps of the same run in fp32 and bf16 (same seed, same batches)."""
     if not bf16_supported(device):
         return
-    steps = 20 if quick else 100
-    size, batch_size, channels = 32, 16, [32, 64, 128]
+    if not quick:
+        why = slow_variants(device, [("bf16", False)]).get(("bf16", False))
+        if why:
+            yield {"bench": "introvae.l_ae-fp32-vs-bf16", "skipped": why}
+            return
+    # quick: a smoke-sized run (it checks the comparison runs, not the 10 % tolerance's margin)
+    steps, size, batch_size, channels = (10, 32, 4, [8, 16, 32]) if quick else (100, 32, 16, [32, 64, 128])
     result = {}
     for precision in ("fp32", "bf16"):
         torch.manual_seed(0)
@@ -178,7 +188,10 @@ def train_step_benchmark(machine: dict, quick: bool = False) -> Iterator[dict[st
     yield from throughput(registry, device, machine, quick)
     yield from loss_agreement(registry, device, quick)
     if not quick and device.type == "cpu":
-        for precision, cl in _variants(device)[-1:]:  # the fastest candidate: bf16 channels_last where bf16 runs
+        variants = _variants(device)
+        slow = slow_variants(device, variants)
+        # the fastest candidate: bf16 channels_last where bf16 runs at speed, else fp32 channels_last
+        for precision, cl in [v for v in variants if v not in slow][-1:]:
             yield step_breakdown(registry, device, precision, cl)
 
 
@@ -197,13 +210,18 @@ def _conv_inputs(algo, size: int, batch_size: int, device: torch.device) -> list
     return seen
 
 
-def conv_layers(registry, device: torch.device, quick: bool, cases=None, rounds: int | None = None
-                ) -> Iterator[dict[str, Any]]:
+def conv_layers(registry, device: torch.device, quick: bool, cases=None, rounds: int | None = None,
+                skip_slow: bool = True) -> Iterator[dict[str, Any]]:
     """Forward + backward of each of the nets' convolutions alone, fp32 vs bf16 (channels_last),
     the two precisions taking turns; each layer's fastest round counts. Their summed ratio is what
     bf16 can give the step's convolutions on this hardware: the ceiling for the whole step's ratio."""
     if not bf16_supported(device):
         return
+    if not quick and skip_slow:
+        why = slow_variants(device, [("bf16", True)]).get(("bf16", True))
+        if why:
+            yield {"bench": "introvae.conv-layers", "skipped": why}
+            return
     cases = cases or ([(32, 4, [16, 32, 64])] if quick else [(128, 4, CH_128), (256, 2, CH_256)])
     rounds = rounds or (2 if quick else 5)
     fmt = torch.channels_last
