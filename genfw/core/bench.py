@@ -171,8 +171,8 @@ def probe_name(precision: str, channels_last: bool) -> str:
 
 
 # A variant whose conv probe runs below this fraction of fp32's (same layout) is not timed: on a
-# CPU without bf16 instructions the library falls back to reference bf16 kernels (seen at 0.02x
-# fp32 contiguous, 0.15x channels_last), and one 256 px IntroVAE step would take minutes.
+# CPU without bf16 instructions the library falls back to reference bf16 kernels (seen at 0.02-0.05x
+# fp32 contiguous, 0.12-0.15x channels_last), and one 256 px IntroVAE step would take minutes.
 SLOW_VARIANT = 0.25
 _slow_cache: dict = {}
 

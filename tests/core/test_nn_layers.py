@@ -25,7 +25,8 @@ def _pair(cin, cout, k, pad, bias):
 
 @pytest.mark.parametrize("size", [(1, 1), (2, 3), (4, 4), (8, 8), (5, 7)])
 @pytest.mark.parametrize("k,pad", [(3, 1), (5, 2), (3, 0), (1, 0)])
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "contiguous input, channels_last weight",
+                                    "channels_last input, contiguous weight"])
 @pytest.mark.parametrize("bias", [False, True])
 def test_small_map_conv_is_the_convolution(size, k, pad, layout, bias):
     h, w = size
@@ -33,8 +34,11 @@ def test_small_map_conv_is_the_convolution(size, k, pad, layout, bias):
         pytest.skip("kernel larger than the padded map")
     ref, ours = _pair(6, 5, k, pad, bias)
     x = torch.randn(3, 6, h, w, dtype=torch.float64)
-    if layout == "channels_last":
-        x, ref, ours = x.contiguous(memory_format=CL), ref.to(memory_format=CL), ours.to(memory_format=CL)
+    if layout.startswith("channels_last"):
+        x = x.contiguous(memory_format=CL)
+    if layout == "channels_last" or layout.endswith("channels_last weight"):  # the patch order follows the weight
+        ref, ours = ref.to(memory_format=CL), ours.to(memory_format=CL)
+    layout = layout.split(" input")[0]  # the output keeps the input's layout
     assert ours._as_product(x)
     xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
     ya, yb = ref(xa), ours(xb)
