@@ -189,10 +189,13 @@ def test_reference_style_baseline_matches_algorithm_1(similarity):
 @needs_kernel
 @pytest.mark.parametrize("similarity", ["cosine", "key-only"])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_kernel_and_torch_paths_agree_with_the_reference_style_baseline(similarity, channels_last):
+# the map pass's register tiles: 16 x 16 with a position remainder; whole tiles with streaming
+# stores (aligned rows); a channel remainder past the tiles
+@pytest.mark.parametrize("c,h,w", [(16, 8, 7), (32, 16, 12), (40, 9, 11)])
+def test_kernel_and_torch_paths_agree_with_the_reference_style_baseline(similarity, channels_last, c, h, w):
     g = torch.Generator().manual_seed(12)
-    x = torch.randn(3, 16, 8, 7, generator=g).relu_()
-    mask = _masks(3, 8, 7, 5).float()
+    x = torch.randn(3, c, h, w, generator=g).relu_()
+    mask = _masks(3, h, w, 5).float()
     mask[1] = 0            # nothing to fill
     mask[2, 0, :4] = 1     # a long recurrence, other hole count than sample 0
     if channels_last:
