@@ -89,51 +89,43 @@ static void copy_out_fence(void) {
    without reading them; the GEMM then reads fr and kr back in order, which is cheap. Measured
    right after a baseline call, batch 1: the pass took 1.5 ms before, 0.37 ms with this. Sets
    *cv, *pv to the channels and positions it covered. */
+#if defined(__AVX512F__) || defined(__AVX__)
+#define TILES 1
 #if defined(__AVX512F__)
-static void tiles_f32(float *out, float *fr, float *kr, const float *map, int64_t chs, const int64_t *slot,
-                      int64_t l, int64_t hw, int64_t c, int64_t *cv, int64_t *pv) {
-    int64_t c16 = c - c % 16, p16 = hw - hw % 16;
-    /* streaming stores where every line is whole and aligned: no read of the cold line first */
-    int stream = !(((uintptr_t)fr | (uintptr_t)kr | (uintptr_t)out) & 63) && c % 16 == 0 && chs % 16 == 0;
-    PARALLEL_FOR(c16 * p16)                    /* threads take channel blocks: no line is shared */
-    for (int64_t i0 = 0; i0 < c16; i0 += 16) {
-        for (int64_t p0 = 0; p0 < p16; p0 += 16) {
-            __m512 r[16], t[16], col[16];
-            for (int k = 0; k < 16; ++k) {
-                r[k] = _mm512_loadu_ps(map + (i0 + k) * chs + p0);
-                if (stream) _mm512_stream_ps(out + (i0 + k) * chs + p0, r[k]);
-                else _mm512_storeu_ps(out + (i0 + k) * chs + p0, r[k]);
-            }
-            for (int k = 0; k < 16; k += 2) {  /* per 128-bit lane: pairs of rows interleaved */
-                t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
-                t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
-            }
-            for (int g = 0; g < 16; g += 4) {  /* r[g + k], lane L: rows g..g+3 at position 4L + k */
-                r[g] = _mm512_shuffle_ps(t[g], t[g + 2], 0x44);
-                r[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], 0xEE);
-                r[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0x44);
-                r[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
-            }
-            for (int k = 0; k < 4; ++k) {      /* lane transpose of the four row groups */
-                __m512 v0 = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x44), v1 = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xEE);
-                __m512 v2 = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x44), v3 = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xEE);
-                col[k] = _mm512_shuffle_f32x4(v0, v2, 0x88);
-                col[4 + k] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
-                col[8 + k] = _mm512_shuffle_f32x4(v1, v3, 0x88);
-                col[12 + k] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
-            }
-            for (int j = 0; j < 16; ++j) {
-                int64_t q = slot[p0 + j];
-                float *d = (q < l ? fr + q * c : kr + (q - l) * c) + i0;
-                if (stream) _mm512_stream_ps(d, col[j]);
-                else _mm512_storeu_ps(d, col[j]);
-            }
-        }
+static inline void tile16_f32(float *out, float *fr, float *kr, const float *map, int64_t chs, const int64_t *slot,
+                              int64_t l, int64_t c, int64_t i0, int64_t p0, int stream) {
+    __m512 r[16], t[16], col[16];
+    for (int k = 0; k < 16; ++k) {
+        r[k] = _mm512_loadu_ps(map + (i0 + k) * chs + p0);
+        if (stream) _mm512_stream_ps(out + (i0 + k) * chs + p0, r[k]);
+        else _mm512_storeu_ps(out + (i0 + k) * chs + p0, r[k]);
     }
-    *cv = c16;
-    *pv = p16;
+    for (int k = 0; k < 16; k += 2) {  /* per 128-bit lane: pairs of rows interleaved */
+        t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
+    }
+    for (int g = 0; g < 16; g += 4) {  /* r[g + k], lane L: rows g..g+3 at position 4L + k */
+        r[g] = _mm512_shuffle_ps(t[g], t[g + 2], 0x44);
+        r[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], 0xEE);
+        r[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+        r[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
+    }
+    for (int k = 0; k < 4; ++k) {      /* lane transpose of the four row groups */
+        __m512 v0 = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x44), v1 = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xEE);
+        __m512 v2 = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x44), v3 = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xEE);
+        col[k] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+        col[4 + k] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+        col[8 + k] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+        col[12 + k] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+    }
+    for (int j = 0; j < 16; ++j) {
+        int64_t q = slot[p0 + j];
+        float *d = (q < l ? fr + q * c : kr + (q - l) * c) + i0;
+        if (stream) _mm512_stream_ps(d, col[j]);
+        else _mm512_storeu_ps(d, col[j]);
+    }
 }
-#elif defined(__AVX__)
+#else
 /* 8 x 8 in registers: r[k] (row k) becomes column k */
 static inline void tr8_f32(__m256 *r) {
     __m256 t[8], u[8];
@@ -155,43 +147,45 @@ static inline void tr8_f32(__m256 *r) {
 /* The same pass with 256-bit registers (AVX2 CPUs): a 16 x 16 tile is four 8 x 8 transposes, so
    every store to out, fr or kr is still one whole 64-byte line (two 32-byte halves in a row). On a
    2-core AMD EPYC (AVX2), right after a baseline call, batch 1: 1.15 ms scalar, 0.62 ms with this. */
-static void tiles_f32(float *out, float *fr, float *kr, const float *map, int64_t chs, const int64_t *slot,
-                      int64_t l, int64_t hw, int64_t c, int64_t *cv, int64_t *pv) {
-    int64_t c16 = c - c % 16, p16 = hw - hw % 16;
-    int stream = !(((uintptr_t)fr | (uintptr_t)kr | (uintptr_t)out) & 63) && c % 16 == 0 && chs % 16 == 0;
-    PARALLEL_FOR(c16 * p16)                    /* threads take channel blocks: no line is shared */
-    for (int64_t i0 = 0; i0 < c16; i0 += 16) {
-        for (int64_t p0 = 0; p0 < p16; p0 += 16) {
-            __m256 q[4][8];                    /* [channels 0-7 / 8-15][positions 0-7 / 8-15] */
-            for (int k = 0; k < 16; ++k) {
-                const float *src = map + (i0 + k) * chs + p0;
-                float *o = out + (i0 + k) * chs + p0;
-                __m256 lo = _mm256_loadu_ps(src), hi = _mm256_loadu_ps(src + 8);
-                if (stream) { _mm256_stream_ps(o, lo); _mm256_stream_ps(o + 8, hi); }
-                else { _mm256_storeu_ps(o, lo); _mm256_storeu_ps(o + 8, hi); }
-                q[(k >> 3) * 2][k & 7] = lo;
-                q[(k >> 3) * 2 + 1][k & 7] = hi;
-            }
-            for (int b = 0; b < 4; ++b) tr8_f32(q[b]);
-            for (int j = 0; j < 16; ++j) {     /* position p0 + j: channels i0..i0+15 */
-                int64_t s = slot[p0 + j];
-                float *d = (s < l ? fr + s * c : kr + (s - l) * c) + i0;
-                __m256 lo = q[j >> 3][j & 7], hi = q[2 + (j >> 3)][j & 7];
-                if (stream) { _mm256_stream_ps(d, lo); _mm256_stream_ps(d + 8, hi); }
-                else { _mm256_storeu_ps(d, lo); _mm256_storeu_ps(d + 8, hi); }
-            }
-        }
+static inline void tile16_f32(float *out, float *fr, float *kr, const float *map, int64_t chs, const int64_t *slot,
+                              int64_t l, int64_t c, int64_t i0, int64_t p0, int stream) {
+    __m256 q[4][8];                    /* [channels 0-7 / 8-15][positions 0-7 / 8-15] */
+    for (int k = 0; k < 16; ++k) {
+        const float *src = map + (i0 + k) * chs + p0;
+        float *o = out + (i0 + k) * chs + p0;
+        __m256 lo = _mm256_loadu_ps(src), hi = _mm256_loadu_ps(src + 8);
+        if (stream) { _mm256_stream_ps(o, lo); _mm256_stream_ps(o + 8, hi); }
+        else { _mm256_storeu_ps(o, lo); _mm256_storeu_ps(o + 8, hi); }
+        q[(k >> 3) * 2][k & 7] = lo;
+        q[(k >> 3) * 2 + 1][k & 7] = hi;
     }
-    *cv = c16;
-    *pv = p16;
-}
-#else
-static void tiles_f32(float *out, float *fr, float *kr, const float *map, int64_t chs, const int64_t *slot,
-                      int64_t l, int64_t hw, int64_t c, int64_t *cv, int64_t *pv) {
-    (void)out; (void)fr; (void)kr; (void)map; (void)chs; (void)slot; (void)l; (void)hw; (void)c;
-    *cv = *pv = 0;
+    for (int b = 0; b < 4; ++b) tr8_f32(q[b]);
+    for (int j = 0; j < 16; ++j) {     /* position p0 + j: channels i0..i0+15 */
+        int64_t s = slot[p0 + j];
+        float *d = (s < l ? fr + s * c : kr + (s - l) * c) + i0;
+        __m256 lo = q[j >> 3][j & 7], hi = q[2 + (j >> 3)][j & 7];
+        if (stream) { _mm256_stream_ps(d, lo); _mm256_stream_ps(d + 8, hi); }
+        else { _mm256_storeu_ps(d, lo); _mm256_storeu_ps(d + 8, hi); }
+    }
 }
 #endif
+#endif
+static void tiles_f32(float *out, float *fr, float *kr, const float *map, int64_t chs, const int64_t *slot,
+                      int64_t l, int64_t hw, int64_t c, int64_t *cv, int64_t *pv) {
+#if defined(TILES)
+    int64_t c16 = c - c % 16, p16 = hw - hw % 16;
+    /* streaming stores where every line is whole and aligned: no read of the cold line first */
+    int stream = !(((uintptr_t)fr | (uintptr_t)kr | (uintptr_t)out) & 63) && c % 16 == 0 && chs % 16 == 0;
+    PARALLEL_FOR(c16 * p16)                    /* threads take channel blocks: no line is shared */
+    for (int64_t i0 = 0; i0 < c16; i0 += 16)
+        for (int64_t p0 = 0; p0 < p16; p0 += 16) tile16_f32(out, fr, kr, map, chs, slot, l, c, i0, p0, stream);
+    *cv = c16;
+    *pv = p16;
+#else
+    (void)out; (void)fr; (void)kr; (void)map; (void)chs; (void)slot; (void)l; (void)hw; (void)c;
+    *cv = *pv = 0;
+#endif
+}
 /* the first j with si[j] * rn[j] == top, kk when there is none (a NaN): the arg-max's second pass,
    16 products and one compare a step where AVX-512 is there */
 static int64_t first_at_f32(const float *si, const float *rn, int64_t kk, float top) {
