@@ -98,9 +98,13 @@ def test_batch_size_never_changes_fid_and_reference_is_reused(csa_run, weight_fi
     common = ["-n", "6", "--mask-set", "irregular", "--metrics", "inpaint,fid,kid", "--weights", w["inception"]]
     _, a = _eval(csa_run, tmp_path / "a", *common, "--batch-size", "1")
     _, b = _eval(csa_run, tmp_path / "b", *common, "--batch-size", "4")
-    for key in ("l1", "fid", "kid"):
-        assert a["overall"][key] == pytest.approx(b["overall"][key], rel=1e-5, abs=1e-7), key
-    assert a["bins"]["10-20%"]["fid"] == pytest.approx(b["bins"]["10-20%"]["fid"], rel=1e-5)
+    # Inception features round differently per batch size where the conv library picks another
+    # algorithm (seen on an AVX2-only CPU: 7.5e-5 relative on FID), and the matrix square root of a
+    # rank-5 covariance (6 samples) amplifies that; a real batch dependence moves FID far more
+    assert a["overall"]["l1"] == pytest.approx(b["overall"]["l1"], rel=1e-5, abs=1e-7)
+    for key in ("fid", "kid"):
+        assert a["overall"][key] == pytest.approx(b["overall"][key], rel=1e-3, abs=1e-6), key
+    assert a["bins"]["10-20%"]["fid"] == pytest.approx(b["bins"]["10-20%"]["fid"], rel=1e-3)
     ra, rb = a["provenance"]["fidelity"]["reference"], b["provenance"]["fidelity"]["reference"]
     assert ra["reused"] is False and rb["reused"] is True and ra["sha256"] == rb["sha256"]
     assert os.path.isfile(rb["cache_file"])
