@@ -106,6 +106,32 @@ def test_search_setting_is_checked(monkeypatch):
     assert recurrence.bf16_search() is False
 
 
+@pytest.mark.parametrize("amx,speedup,expected", [(True, 0.0, True), (False, 2.1, True), (False, 1.2, False),
+                                                   (False, 0.0, False)])
+def test_auto_search_follows_amx_then_the_product_probe(amx, speedup, expected, monkeypatch):
+    monkeypatch.delenv("GENFW_CSA_SEARCH", raising=False)
+    monkeypatch.setattr(recurrence, "_amx", lambda: amx)
+    monkeypatch.setattr(recurrence, "product_speedup", lambda: speedup)
+    assert recurrence.bf16_search() is expected
+
+
+def test_product_probe_is_measured_once_per_thread_count(monkeypatch):
+    monkeypatch.setattr(recurrence, "_product_cache", {})
+    calls = []
+    real = recurrence._time_products
+    monkeypatch.setattr(recurrence, "_time_products", lambda: calls.append(1) or real())
+    first = recurrence.product_speedup()
+    assert first >= 0 and first == first and first != float("inf")
+    assert recurrence.product_speedup() == first and len(calls) == 1
+    before = torch.get_num_threads()
+    torch.set_num_threads(1 if before != 1 else 2)
+    try:
+        recurrence.product_speedup()
+    finally:
+        torch.set_num_threads(before)
+    assert len(calls) == 2
+
+
 @needs_kernel
 def test_output_maps_are_recycled_only_once_let_go():
     x, mask = _maps("random", torch.Generator().manual_seed(1))

@@ -93,12 +93,16 @@ def csa_layer_benchmark(machine: dict, quick: bool):
             works = {"genfw": make(coherent_attention, x, mask)}
             if baseline is not None:
                 works["reference-style"] = make(baseline, x, mask)
+            recurrence.search_counts.clear()
             res = rotation(works, warmup=1, rounds=rounds, probes=probes, control="genfw")
             t = res["times"]
             row = {"bench": "csa.layer", "mode": mode, "batch": batch, "channels": x.shape[1], "size": x.shape[-1],
                    "holes_per_sample": holes, "threads": torch.get_num_threads(), "c_kernel": kernel,
                    "rounds": rounds, "genfw_ms": round(statistics.median(t["genfw"]) * 1e3, 3),
-                   "control_genfw_vs_genfw": res["control"]}
+                   "control_genfw_vs_genfw": res["control"],
+                   # which search genfw's calls ran (per sample), and the probe that chose it
+                   "search_ran": dict(recurrence.search_counts),
+                   "bf16_product_probe": round(recurrence.product_speedup(), 2)}
             if baseline is not None:
                 row["reference_style_ms"] = round(statistics.median(t["reference-style"]) * 1e3, 3)
                 row["speedup"] = ratio_stats(t["reference-style"], t["genfw"])

@@ -7,10 +7,11 @@ Search, per sample: one pass over the map copies it into the output and gathers 
 known features as position-major rows (the map is read once: cold, it costs more than the
 arithmetic), one matrix product gives every <f_i, k_j>, and the C kernel takes the arg-max of
 <f_i, k_j> / |k_j| per hole (the key norms scale the L x K scores, not the features). Where the
-CPU has AMX the product runs in bf16 and is then made exact: bf16 rounding moves every key's
-score for a hole by at most the same bound (3 * 2^-8 |f_i|), so only the keys scoring within
-twice that of the best can be fp32's arg-max, and those few are scored again in fp32
-(`recurrence.bf16_search`, `csa_refine_f32`; the same index as the fp32 search, tested). Only the
+CPU runs bf16 products fast (AMX, or this process's probe says so) the product runs in bf16 and
+is then made exact: bf16 rounding moves every key's score for a hole by at most the same bound
+(3 * 2^-8 |f_i|), so only the keys scoring within twice that of the best can be fp32's arg-max,
+and those few are scored again in fp32 (`recurrence.bf16_search`, `csa_refine_f32`; the same
+index as the fp32 search, tested). Only the
 index is kept: Dmax is recomputed from the two chosen vectors, so its gradient is exact and cheap.
 Generate is the paper's recurrence over the sample's holes in raster order, in the same kernel
 (`recurrence.Fill`, with a hand-written backward; torch ops where no compiler is available): a step

@@ -709,14 +709,55 @@ def bf16_search() -> bool:
     """Whether the search's product runs in bf16 with the exact fp32 re-check (`csa_refine_f32`).
 
     GENFW_CSA_SEARCH=fp32 / bf16 forces it; auto (the default) uses bf16 where the CPU reports AMX
-    tiles (``amx_bf16``): there a bf16 product of the layer's size measured ~5x the fp32 one, and
-    elsewhere torch's bf16 product may be slower than fp32. Either way the arg-max is fp32's."""
+    tiles (``amx_bf16``; there the layer's bf16 product measured ~5x the fp32 one), and elsewhere
+    where this process's probe of a layer-sized product (`product_speedup`) runs bf16 at least
+    BF16_PRODUCT_MIN times fp32: the casts and the re-check cost about a third of the fp32
+    product, and on CPUs without bf16 instructions torch's bf16 product is many times slower.
+    Either way the arg-max is fp32's, so the choice changes speed, never outputs."""
     mode = os.environ.get("GENFW_CSA_SEARCH", "auto")
     if mode not in _SEARCH:
         raise ValueError(f"GENFW_CSA_SEARCH must be one of {sorted(_SEARCH)}, got {mode!r}")
     if mode != "auto":
         return mode == "bf16"
-    return _amx()
+    return _amx() or product_speedup() >= BF16_PRODUCT_MIN
+
+
+BF16_PRODUCT_MIN = 1.6  # bf16 / fp32 speed of the probe product below which the fp32 search wins
+_product_cache: dict[int, float] = {}
+
+
+def product_speedup() -> float:
+    """fp32 time / bf16 time of a 256 x 512 by 512 x 768 product (the paper's CSA level at 256 px),
+    each the fastest of 5 rounds taking turns, at the current intra-op thread count; measured once
+    per process and thread count (about 25 ms where bf16 is fast). 0 where bf16 is still 3x slower
+    or worse on its second call: no need to time it further."""
+    nt = torch.get_num_threads()
+    if nt not in _product_cache:
+        with torch.no_grad(), torch.autocast("cpu", enabled=False):
+            _product_cache[nt] = _time_products()
+    return _product_cache[nt]
+
+
+def _time_products() -> float:
+    import time
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(256, 512, generator=g), torch.randn(768, 512, generator=g)
+    ab, bb = a.bfloat16(), b.bfloat16()
+    out, outb = torch.empty(256, 768), torch.empty(256, 768, dtype=torch.bfloat16)
+
+    def timed(x, y, o) -> float:
+        t0 = time.perf_counter()
+        torch.mm(x, y.t(), out=o)
+        return time.perf_counter() - t0
+
+    f = min(timed(a, b, out) for _ in range(2))
+    h = min(timed(ab, bb, outb) for _ in range(2))  # the first call also pays the set-up
+    if h >= 3 * f:
+        return 0.0
+    for _ in range(5):
+        f, h = min(f, timed(a, b, out)), min(h, timed(ab, bb, outb))
+    return f / h
 
 
 @functools.lru_cache(maxsize=1)
