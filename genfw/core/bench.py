@@ -41,14 +41,38 @@ def measure(fn: Callable[[], Any], warmup: int = 2, iters: int = 5, device: str 
     return statistics.median(times)
 
 
+def turn_orders(n: int) -> list[list[int]]:
+    """Orders for n works taking turns, cycled through turn by turn: a Williams square, in which
+    every work directly follows every other equally often (n orders for even n, 2n for odd).
+
+    Why: what a work leaves behind (a cold cache, memory it freed) slows whichever work runs next.
+    With one fixed order, or its rotations (they keep every neighbour), the same work always pays,
+    and a ratio of two works carries the order rather than the works."""
+    if n < 2:
+        return [list(range(n))]
+    first, lo, hi = [0], 1, n - 1
+    while len(first) < n:  # 0, 1, n-1, 2, n-2, ...
+        first.append(lo)
+        lo += 1
+        if len(first) < n:
+            first.append(hi)
+            hi -= 1
+    rows = [[(k + r) % n for k in first] for r in range(n)]
+    return rows if n % 2 == 0 else rows + [row[::-1] for row in rows]
+
+
 def take_turns(works: dict[str, Callable[[], Any]], warmup: int, rounds: int,
                device: str | torch.device | None = None) -> dict[str, list[float]]:
     """Wall seconds of each call of each work, the works taking turns call by call (after `warmup`
     untimed turns): a slow spell of a shared machine then hits every variant alike, so their ratios
-    are measured side by side."""
+    are measured side by side. The order changes from turn to turn (`turn_orders`), so that each
+    work follows each other equally often."""
     times: dict[str, list[float]] = {key: [] for key in works}
+    keys = list(works)
+    orders = turn_orders(len(keys))
     for turn in range(warmup + rounds):
-        for key, work in works.items():
+        for key in (keys[i] for i in orders[turn % len(orders)]):
+            work = works[key]
             _sync(device)
             t0 = time.perf_counter()
             work()
@@ -255,12 +279,44 @@ def _select(registry, name: str) -> list:
     return of_plugin or [registry.get(name, kind="benchmark")]
 
 
+KEEP_FREED = 1 << 30  # bytes of free memory at the heap's top that glibc keeps rather than trims
+MMAP_ABOVE = 32 << 20  # blocks at least this big get their own mapping (glibc's largest setting)
+
+
+def keep_freed_memory() -> str:
+    """Tell glibc's malloc to keep freed heap memory for reuse instead of handing it back to the
+    system at the next `free`; returns what the harness now runs with (the machine line says it).
+
+    Why: glibc trims the heap's top lazily, inside whichever `free` comes next. When works take
+    turns, the memory one work let go of (a baseline's thousands of temporaries) is handed back
+    inside the next work's timing: measured on a 2-core Zen 4, 1.3 ms of it landed in the 2 ms
+    CSA layer call that followed its baseline. With trimming off no work pays for another's frees.
+    Other allocators (jemalloc, tcmalloc, non-Linux) are left as they are."""
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux":
+        return "not glibc: allocator unchanged"
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        # M_MMAP_THRESHOLD (-3) first: a fixed trim threshold also stops glibc raising the mmap
+        # threshold itself, and a tensor mapped and unmapped on every call pays its page faults
+        if not (libc.mallopt(-3, MMAP_ABOVE) and libc.mallopt(-1, KEEP_FREED)):  # -1: M_TRIM_THRESHOLD
+            return "glibc malloc: mallopt refused, default trimming"
+    except (OSError, AttributeError):
+        return "not glibc: allocator unchanged"
+    return (f"glibc malloc: trim threshold {KEEP_FREED >> 20} MiB, mmap threshold {MMAP_ABOVE >> 20} MiB "
+            f"(freed memory is kept for reuse)")
+
+
 def run_benchmarks(registry, names: Iterable[str] = (), quick: bool = False,
                    device: str | torch.device = "cpu") -> Iterable[dict]:
     """The machine line, then every dict each selected benchmark yields (tagged with its name)."""
     entries = [e for n in names for e in _select(registry, n)] if names else registry.entries("benchmark")
+    allocator = keep_freed_memory()
     machine = machine_info(device, quick)
     machine["device_type"] = torch.device(device).type
+    machine["allocator"] = allocator
     yield machine
     for entry in entries:
         try:

@@ -1,7 +1,9 @@
 """The benchmark harness: rotations with a control copy and probes, ratio statistics."""
 import pytest
 
-from genfw.core.bench import probe_name, probe_works, ratio_stats, rotation
+from collections import Counter
+
+from genfw.core.bench import probe_name, probe_works, ratio_stats, rotation, take_turns, turn_orders
 
 
 def test_ratio_stats_hand_computed():
@@ -13,12 +15,33 @@ def test_rotation_takes_turns_with_control_and_probes():
     works = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
     probes = probe_works("cpu", quick=True, cases=[("fp32", True)], matmul=True)
     res = rotation(works, warmup=1, rounds=3, probes=probes, control="a")
-    # a, b and a's control copy alternate call by call, 1 warm-up + 3 timed rounds
-    assert order == ["a", "b", "a"] * 4
+    # a, b, a's control copy and the two probes take turns call by call, 1 warm-up + 3 timed
+    # rounds, in the orders of turn_orders(5) (the probes do not append)
+    names = ["a", "b", "a", None, None]
+    assert order == [names[i] for row in turn_orders(5)[:4] for i in row if names[i]]
     assert set(res["times"]) == {"a", "b"} and all(len(v) == 3 for v in res["times"].values())
     assert set(res["control"]) == {"median", "min", "max"} and res["control"]["min"] <= res["control"]["max"]
     assert set(res["probe_gflops"]) == {probe_name("fp32", True), "matmul:fp32"}
     assert all(v > 0 for v in res["probe_gflops"].values())
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6])
+def test_every_work_follows_every_other_equally_often(n):
+    orders = turn_orders(n)
+    assert all(sorted(row) == list(range(n)) for row in orders)
+    follows = Counter((row[k], row[k + 1]) for row in orders for k in range(n - 1))
+    pairs = [(a, b) for a in range(n) for b in range(n) if a != b]
+    assert set(follows) == set(pairs) and len(set(follows.values())) == 1
+
+
+def test_take_turns_cycles_through_the_orders():
+    order = []
+    works = {k: (lambda k=k: order.append(k)) for k in "abcd"}
+    times = take_turns(works, warmup=1, rounds=4)
+    # 0, 1, 3, 2 and its shifts
+    assert "".join(order) == "abdc" "bcad" "cdba" "dacb" "abdc"
+    # times stay per work and per round, whatever the order
+    assert set(times) == set("abcd") and all(len(v) == 4 for v in times.values())
 
 
 def test_probe_flops_are_counted_per_layout():
