@@ -796,6 +796,20 @@ class _Scratch(threading.local):
             self.buffers[(name, dtype)] = buf
         return buf[:numel]
 
+    def ptr(self, name: str, numel: int, dtype: torch.dtype) -> int:
+        """The address of get(name, numel, dtype) without making a tensor of it (C-only buffers)."""
+        buf = self.buffers.get((name, dtype))
+        if buf is None or buf.numel() < numel:
+            buf = self.get(name, numel, dtype)
+        return buf.data_ptr()
+
+    def rows(self, name: str, r: int, c: int, dtype: torch.dtype) -> torch.Tensor:
+        """An r x c view of the buffer's start: one tensor op where a slice and a view are two."""
+        buf = self.buffers.get((name, dtype))
+        if buf is None or buf.numel() < r * c:
+            buf = self.get(name, r * c, dtype)
+        return buf.as_strided((r, c), (c, 1))
+
 
 _scratch = _Scratch()
 
@@ -880,23 +894,20 @@ class Fill(torch.autograd.Function):
         hw, known = h * w, [h * w - cnt for cnt in counts]
         sfx = "f32" if dt == torch.float32 else "f64"
         prepare, run = getattr(lib, f"csa_prepare_{sfx}"), getattr(lib, f"csa_search_fill_{sfx}")
-        norm = _scratch.get("norm", max(known), dt)
-        slot = _scratch.get("slot", hw, torch.int64)
-        k_buf = _scratch.get("keys", c * max(known), dt)
-        s_buf = _scratch.get("scores", max(lens) * max(known), dt)
+        kmax = max(known)
+        nrm, slp = _scratch.ptr("norm", kmax, dt), _scratch.ptr("slot", hw, torch.int64)
+        kp = _scratch.ptr("keys", c * kmax, dt)
         # plain pointer arithmetic from here on: at batch 1 a dozen tensor slices per sample cost as
         # much as the kernel's own arithmetic
         sn, sch, sp = x.stride(0), x.stride(1), x.stride(3)  # out has x's strides (empty_like)
         e, i8 = x.element_size(), 8
-        xp, op, od, fp, kp = _p(x), _p(out), _p(order), _p(fh), _p(k_buf)
-        mp, scp, bp, pp, nrm, slp = _p(m), _p(sc), _p(best), _p(pid), _p(norm), _p(slot)
+        xp, op, od, fp = _p(x), _p(out), _p(order), _p(fh)
+        mp, scp, bp, pp = _p(m), _p(sc), _p(best), _p(pid)
         kp_save = _p(k) if save else None
         filtered = dt == torch.float32 and bf16_search()
         if filtered:
-            fb, kb = _scratch.get("fb", max(lens) * c, torch.bfloat16), _scratch.get("kb", max(known) * c, torch.bfloat16)
             nt = torch.get_num_threads()
-            sb, sf = _scratch.get("sb", max(lens) * max(known), torch.bfloat16), _scratch.get("sf", max(known) * nt, dt)
-            fnp = _p(_scratch.get("fnorm", max(lens), dt))
+            sf, fnp = _scratch.ptr("sf", kmax * nt, dt), _scratch.ptr("fnorm", max(lens), dt)
         for s, (ln, kn) in enumerate(zip(lens, known)):
             xs, os_, ords = xp + s * sn * e, op + s * sn * e, od + s * hw * i8
             if ln == 0:
@@ -904,19 +915,20 @@ class Fill(torch.autograd.Function):
                 continue
             o = offsets[s]
             prepare(os_, fp + o * c * e, kp, xs, sch, sp, ords, ln, hw, c, slp)
-            fr, kr = fh[o:o + ln], k_buf[:kn * c].view(kn, c)  # L x C hole, K x C known features
             exact = True  # the fp32 product is needed
             if filtered:
-                fbs, kbs = fb[:ln * c].view(ln, c), kb[:kn * c].view(kn, c)
+                fbs, kbs = _scratch.rows("fb", ln, c, torch.bfloat16), _scratch.rows("kb", kn, c, torch.bfloat16)
                 lib.csa_rows_bf16(_p(fbs), fp + o * c * e, ln, c, fnp)
                 lib.csa_rows_bf16(_p(kbs), kp, kn, c, nrm)
-                approx = torch.mm(fbs, kbs.t(), out=sb[:ln * kn].view(ln, kn))
+                approx = torch.mm(fbs, kbs.t(), out=_scratch.rows("sb", ln, kn, torch.bfloat16))
                 # budget: re-scoring a quarter of the pairs costs about what the fp32 product does
                 exact = bool(lib.csa_refine_f32(c, ln, kn, _p(approx), fp + o * c * e, kp, fnp, nrm, bp + o * i8,
-                                                ln * kn // 4, _p(sf), nt))
+                                                ln * kn // 4, sf, nt))
             search_counts["fp32" if exact else "bf16+check"] += 1
-            # L x K: <f_i, key_j>; None: the refined search has put the arg-max into best already
-            scores = _p(torch.mm(fr, kr.t(), out=s_buf[:ln * kn].view(ln, kn))) if exact else None
+            scores = None  # None: the refined search has put the arg-max into best already
+            if exact:  # L x K: <f_i, key_j>, L x C hole rows against K x C known rows
+                kr = _scratch.rows("keys", kn, c, dt)
+                scores = _p(torch.mm(fh[o:o + ln], kr.t(), out=_scratch.rows("scores", ln, kn, dt)))
             run(c, ln, kn, scores, kp, ords + ln * i8, fp + o * c * e, ords, int(cosine), eps, os_, sch, sp,
                 kp_save + o * c * e if save else None, mp + o * c * e, scp + o * 7 * e, bp + o * i8, pp + o * i8, nrm)
         ctx.save_for_backward(*((pid, best, fh, k, m, sc) if save else ()))
