@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import os
 import statistics
 from typing import Any, Iterator
 
@@ -132,6 +133,8 @@ def step_breakdown(registry, device: torch.device, precision: str, channels_last
     x = _to_memory_format(algo, _images(size, batch_size, 3, device), channels_last)
     for i in range(2):
         run_step(algo, {"image": x}, i, precision=precision)
+    # kineto otherwise logs "gpuGetDeviceCount failed" on machines without a GPU (read at its start)
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         run_step(algo, {"image": x}, 2, precision=precision)
     families = {"convolution": ("conv", "mkldnn_convolution"), "batch_norm": ("batch_norm",),
