@@ -51,3 +51,22 @@ def test_probe_flops_are_counted_per_layout():
     expected = 3 * 2 * 4 * 32 * 32 * 9 * 32 * 32
     assert flops == {probe_name("fp32", False): pytest.approx(expected, rel=0.01),
                      probe_name("fp32", True): pytest.approx(expected, rel=0.01)}
+
+
+def test_full_runs_keep_freed_memory_and_quick_runs_leave_the_allocator_alone():
+    import platform
+    import subprocess
+    import sys
+
+    code = "from genfw.core.bench import keep_freed_memory; print(keep_freed_memory())"
+    said = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert said.startswith("glibc malloc: trim threshold 1024 MiB, mmap threshold 32 MiB")
+    else:
+        assert "unchanged" in said or "refused" in said
+
+    from genfw.core.bench import run_benchmarks
+    from genfw.registry import get_registry
+
+    machine = next(iter(run_benchmarks(get_registry(), names=["lis.generator-overhead"], quick=True)))
+    assert machine["allocator"] == "unchanged (quick: no timings)"
