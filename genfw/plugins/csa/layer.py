@@ -101,7 +101,7 @@ def _coherent_attention(x, mask, similarity, eps, return_attention, use_kernel, 
     hw = h * w
     lib = usable(x) if use_kernel else None
     if lib is not None:  # each sample's holes, then its known positions, both in raster order
-        order, counts = hole_order(lib, mask)
+        order, counts = hole_order(lib, mask, scratch=True)
     else:
         hole = mask.reshape(n, hw) > 0.5
         counts = hole.sum(1).tolist()
@@ -112,7 +112,9 @@ def _coherent_attention(x, mask, similarity, eps, return_attention, use_kernel, 
         offsets.append(offsets[-1] + ln)
     out, mixing, best, hidx = x, None, None, None
     if offsets[-1] and lib is not None:
-        out, mixing, best, hidx = Fill.apply(x, order, counts, lens, similarity == "cosine", eps, threads)
+        # no gradient to track: the kernel directly, without autograd's per-call bookkeeping
+        fill = Fill.apply if torch.is_grad_enabled() and x.requires_grad else Fill.run
+        out, mixing, best, hidx = fill(x, order, counts, lens, similarity == "cosine", eps, threads)
     elif offsets[-1]:
         # the same order by a stable sort
         order = torch.sort((~hole).to(torch.uint8), dim=1, stable=True).indices

@@ -686,15 +686,18 @@ def usable(x: torch.Tensor) -> ctypes.CDLL | None:
     return kernel()
 
 
-def hole_order(lib: ctypes.CDLL, mask: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+def hole_order(lib: ctypes.CDLL, mask: torch.Tensor, scratch: bool = False) -> tuple[torch.Tensor, list[int]]:
     """mask (N x 1 x H x W, 1 = hole where > 0.5) -> order (N x HW: each sample's holes, then its
-    known positions, both in raster order) and each sample's hole count, in one kernel call."""
+    known positions, both in raster order) and each sample's hole count, in one kernel call.
+    scratch: order is this thread's scratch (the layer's own call, which reads it at once)."""
     n = mask.shape[0]
     m = mask.reshape(n, -1)
     if m.dtype != torch.float32 or not m.is_contiguous() or m.device.type != "cpu":
         m = m.to("cpu", torch.float32).contiguous()
-    order = torch.empty(m.shape, dtype=torch.int64)
-    counts = torch.empty(n, dtype=torch.int64)
+    if scratch:
+        order, counts = _scratch.view("order", tuple(m.shape), torch.int64), _scratch.view("counts", (n,), torch.int64)
+    else:
+        order, counts = torch.empty(m.shape, dtype=torch.int64), torch.empty(n, dtype=torch.int64)
     lib.csa_order(_p(m), n, m.shape[1], _p(order), _p(counts))
     return order, counts.tolist()
 
@@ -788,13 +791,38 @@ class _Scratch(threading.local):
 
     def __init__(self) -> None:
         self.buffers: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+        self.views: dict[tuple[str, torch.dtype, tuple[int, ...]], torch.Tensor] = {}
 
     def get(self, name: str, numel: int, dtype: torch.dtype) -> torch.Tensor:
         buf = self.buffers.get((name, dtype))
         if buf is None or buf.numel() < numel:
             buf = torch.empty(max(numel, 1), dtype=dtype)
             self.buffers[(name, dtype)] = buf
+            # views of the old buffer would write where nobody reads
+            self.views = {key: t for key, t in self.views.items() if key[:2] != (name, dtype)}
         return buf[:numel]
+
+    def view(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """A contiguous `shape` view of the buffer's start, made once per shape and then handed out
+        again: on a cold cache each tensor op costs microseconds, and a batch-1 call needs a dozen."""
+        key = (name, dtype, shape)
+        t = self.views.get(key)
+        if t is None:
+            numel = 1
+            for d in shape:
+                numel *= d
+            self.get(name, numel, dtype)
+            strides, acc = [], 1
+            for d in reversed(shape):
+                strides.append(acc)
+                acc *= d
+            t = self.buffers[(name, dtype)].as_strided(shape, tuple(reversed(strides)))
+            self.views[key] = t
+        return t
+
+    def clear(self) -> None:
+        self.buffers.clear()
+        self.views.clear()
 
     def ptr(self, name: str, numel: int, dtype: torch.dtype) -> int:
         """The address of get(name, numel, dtype) without making a tensor of it (C-only buffers)."""
@@ -803,12 +831,6 @@ class _Scratch(threading.local):
             buf = self.get(name, numel, dtype)
         return buf.data_ptr()
 
-    def rows(self, name: str, r: int, c: int, dtype: torch.dtype) -> torch.Tensor:
-        """An r x c view of the buffer's start: one tensor op where a slice and a view are two."""
-        buf = self.buffers.get((name, dtype))
-        if buf is None or buf.numel() < r * c:
-            buf = self.get(name, r * c, dtype)
-        return buf.as_strided((r, c), (c, 1))
 
 
 _scratch = _Scratch()
@@ -851,8 +873,79 @@ _outputs = _Outputs()
 
 def release_scratch() -> None:
     """Free this thread's kernel scratch and kept output maps (rebuilt on the next call)."""
-    _scratch.buffers.clear()
+    _scratch.clear()
     _outputs.storages = []
+
+
+def _fill(ctx, x, order, counts: list[int], lens: list[int], cosine: bool, eps: float, threads: int):
+    """Fill's forward; ctx None: `Fill.run` (no autograd, per-hole outputs in scratch)."""
+    lib = kernel()
+    n, c, h, w = x.shape
+    if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
+        x = x.contiguous()
+    out = _outputs.empty_like(x)  # same layout as x; the kernel copies x in, sample by sample
+    order = order.contiguous()
+    offsets = [0]
+    for ln in lens:
+        offsets.append(offsets[-1] + ln)
+    v = offsets[-1]
+    dt = x.dtype
+    save = ctx is not None and ctx.needs_input_grad[0]
+    if save:  # backward reads these rows: they must be its own
+        fh, k, m = (x.new_empty(v, c) for _ in range(3))
+        sc = x.new_empty(v, 7)
+    else:  # the recurrence reads the chosen key rows where they are: no k
+        fh, m, sc = _scratch.view("fh", (v, c), dt), _scratch.view("m", (v, c), dt), _scratch.view("sc", (v, 7), dt)
+        k = None
+    if ctx is None:  # Fill.run: the caller reads these before its thread's next call
+        best, pid = _scratch.view("best", (v,), torch.int64), _scratch.view("pid", (v,), torch.int64)
+    else:
+        best, pid = torch.empty(v, dtype=torch.int64), torch.empty(v, dtype=torch.int64)
+    hw, known = h * w, [h * w - cnt for cnt in counts]
+    sfx = "f32" if dt == torch.float32 else "f64"
+    prepare, run = getattr(lib, f"csa_prepare_{sfx}"), getattr(lib, f"csa_search_fill_{sfx}")
+    kmax = max(known)
+    nrm, slp = _scratch.ptr("norm", kmax, dt), _scratch.ptr("slot", hw, torch.int64)
+    kp = _scratch.ptr("keys", c * kmax, dt)
+    # plain pointer arithmetic from here on: at batch 1 a dozen tensor slices per sample cost as
+    # much as the kernel's own arithmetic
+    sn, sch, sp = x.stride(0), x.stride(1), x.stride(3)  # out has x's strides (empty_like)
+    e, i8 = x.element_size(), 8
+    xp, op, od, fp = _p(x), _p(out), _p(order), _p(fh)
+    mp, scp, bp, pp = _p(m), _p(sc), _p(best), _p(pid)
+    kp_save = _p(k) if save else None
+    filtered = dt == torch.float32 and bf16_search()
+    if filtered:
+        nt = torch.get_num_threads()
+        sf, fnp = _scratch.ptr("sf", kmax * nt, dt), _scratch.ptr("fnorm", max(lens), dt)
+    for s, (ln, kn) in enumerate(zip(lens, known)):
+        xs, os_, ords = xp + s * sn * e, op + s * sn * e, od + s * hw * i8
+        if ln == 0:
+            out[s].copy_(x[s])
+            continue
+        o = offsets[s]
+        prepare(os_, fp + o * c * e, kp, xs, sch, sp, ords, ln, hw, c, slp)
+        exact = True  # the fp32 product is needed
+        if filtered:
+            fbs, kbs = _scratch.view("fb", (ln, c), torch.bfloat16), _scratch.view("kb", (kn, c), torch.bfloat16)
+            lib.csa_rows_bf16(_p(fbs), fp + o * c * e, ln, c, fnp)
+            lib.csa_rows_bf16(_p(kbs), kp, kn, c, nrm)
+            approx = torch.mm(fbs, kbs.t(), out=_scratch.view("sb", (ln, kn), torch.bfloat16))
+            # budget: re-scoring a quarter of the pairs costs about what the fp32 product does
+            exact = bool(lib.csa_refine_f32(c, ln, kn, _p(approx), fp + o * c * e, kp, fnp, nrm, bp + o * i8,
+                                            ln * kn // 4, sf, nt))
+        search_counts["fp32" if exact else "bf16+check"] += 1
+        scores = None  # None: the refined search has put the arg-max into best already
+        if exact:  # L x K: <f_i, key_j>, L x C hole rows against K x C known rows
+            kr = _scratch.view("keys", (kn, c), dt)
+            scores = _p(torch.mm(fh[o:o + ln], kr.t(), out=_scratch.view("scores", (ln, kn), dt)))
+        run(c, ln, kn, scores, kp, ords + ln * i8, fp + o * c * e, ords, int(cosine), eps, os_, sch, sp,
+            kp_save + o * c * e if save else None, mp + o * c * e, scp + o * 7 * e, bp + o * i8, pp + o * i8, nrm)
+    if ctx is None:
+        return out, sc[:, 6], best, pid
+    ctx.save_for_backward(*((pid, best, fh, k, m, sc) if save else ()))
+    ctx.offsets, ctx.cosine, ctx.sfx, ctx.threads = offsets, cosine, sfx, threads
+    return out, sc[:, 6].clone(), best, pid
 
 
 class Fill(torch.autograd.Function):
@@ -871,71 +964,16 @@ class Fill(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, order, counts: list[int], lens: list[int], cosine: bool, eps: float, threads: int = 0):
-        lib = kernel()
-        n, c, h, w = x.shape
-        if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
-            x = x.contiguous()
-        out = _outputs.empty_like(x)  # same layout as x; the kernel copies x in, sample by sample
-        order = order.contiguous()
-        offsets = [0]
-        for ln in lens:
-            offsets.append(offsets[-1] + ln)
-        v = offsets[-1]
-        dt = x.dtype
-        save = ctx.needs_input_grad[0]
-        if save:  # backward reads these rows: they must be its own
-            fh, k, m = (x.new_empty(v, c) for _ in range(3))
-            sc = x.new_empty(v, 7)
-        else:  # the recurrence reads the chosen key rows where they are: no k
-            fh, m = (_scratch.get(name, v * c, dt).view(v, c) for name in ("fh", "m"))
-            k = None
-            sc = _scratch.get("sc", v * 7, dt).view(v, 7)
-        best, pid = torch.empty(v, dtype=torch.int64), torch.empty(v, dtype=torch.int64)
-        hw, known = h * w, [h * w - cnt for cnt in counts]
-        sfx = "f32" if dt == torch.float32 else "f64"
-        prepare, run = getattr(lib, f"csa_prepare_{sfx}"), getattr(lib, f"csa_search_fill_{sfx}")
-        kmax = max(known)
-        nrm, slp = _scratch.ptr("norm", kmax, dt), _scratch.ptr("slot", hw, torch.int64)
-        kp = _scratch.ptr("keys", c * kmax, dt)
-        # plain pointer arithmetic from here on: at batch 1 a dozen tensor slices per sample cost as
-        # much as the kernel's own arithmetic
-        sn, sch, sp = x.stride(0), x.stride(1), x.stride(3)  # out has x's strides (empty_like)
-        e, i8 = x.element_size(), 8
-        xp, op, od, fp = _p(x), _p(out), _p(order), _p(fh)
-        mp, scp, bp, pp = _p(m), _p(sc), _p(best), _p(pid)
-        kp_save = _p(k) if save else None
-        filtered = dt == torch.float32 and bf16_search()
-        if filtered:
-            nt = torch.get_num_threads()
-            sf, fnp = _scratch.ptr("sf", kmax * nt, dt), _scratch.ptr("fnorm", max(lens), dt)
-        for s, (ln, kn) in enumerate(zip(lens, known)):
-            xs, os_, ords = xp + s * sn * e, op + s * sn * e, od + s * hw * i8
-            if ln == 0:
-                out[s].copy_(x[s])
-                continue
-            o = offsets[s]
-            prepare(os_, fp + o * c * e, kp, xs, sch, sp, ords, ln, hw, c, slp)
-            exact = True  # the fp32 product is needed
-            if filtered:
-                fbs, kbs = _scratch.rows("fb", ln, c, torch.bfloat16), _scratch.rows("kb", kn, c, torch.bfloat16)
-                lib.csa_rows_bf16(_p(fbs), fp + o * c * e, ln, c, fnp)
-                lib.csa_rows_bf16(_p(kbs), kp, kn, c, nrm)
-                approx = torch.mm(fbs, kbs.t(), out=_scratch.rows("sb", ln, kn, torch.bfloat16))
-                # budget: re-scoring a quarter of the pairs costs about what the fp32 product does
-                exact = bool(lib.csa_refine_f32(c, ln, kn, _p(approx), fp + o * c * e, kp, fnp, nrm, bp + o * i8,
-                                                ln * kn // 4, sf, nt))
-            search_counts["fp32" if exact else "bf16+check"] += 1
-            scores = None  # None: the refined search has put the arg-max into best already
-            if exact:  # L x K: <f_i, key_j>, L x C hole rows against K x C known rows
-                kr = _scratch.rows("keys", kn, c, dt)
-                scores = _p(torch.mm(fh[o:o + ln], kr.t(), out=_scratch.rows("scores", ln, kn, dt)))
-            run(c, ln, kn, scores, kp, ords + ln * i8, fp + o * c * e, ords, int(cosine), eps, os_, sch, sp,
-                kp_save + o * c * e if save else None, mp + o * c * e, scp + o * 7 * e, bp + o * i8, pp + o * i8, nrm)
-        ctx.save_for_backward(*((pid, best, fh, k, m, sc) if save else ()))
-        ctx.offsets, ctx.cosine, ctx.sfx, ctx.threads = offsets, cosine, sfx, threads
-        a = sc[:, 6].clone()
+        out, a, best, pid = _fill(ctx, x, order, counts, lens, cosine, eps, threads)
         ctx.mark_non_differentiable(a, best, pid)
         return out, a, best, pid
+
+    @staticmethod
+    def run(x, order, counts: list[int], lens: list[int], cosine: bool, eps: float, threads: int = 0):
+        """`forward` for an x that needs no gradient, without autograd's bookkeeping. The mixing
+        weights, best and hole positions are views of this thread's scratch: read them before
+        this thread's next call."""
+        return _fill(None, x, order, counts, lens, cosine, eps, threads)
 
     @staticmethod
     def backward(ctx, g_out, _g_a, _g_best, _g_pid):
