@@ -21,6 +21,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
+from genfw.core.errors import GenfwError
+
 
 def _sync(device: torch.device | str | None) -> None:
     if device is not None and torch.device(device).type == "cuda":
@@ -293,12 +295,9 @@ def keep_freed_memory() -> str:
     CSA layer call that followed its baseline. With trimming off no work pays for another's frees.
     Other allocators (jemalloc, tcmalloc, non-Linux) are left as they are."""
     import ctypes
-    import platform
 
-    if platform.system() != "Linux":
-        return "not glibc: allocator unchanged"
     try:
-        libc = ctypes.CDLL("libc.so.6")
+        libc = ctypes.CDLL("libc.so.6")  # glibc's name: elsewhere an OSError, and nothing changes
         # M_MMAP_THRESHOLD (-3) first: a fixed trim threshold also stops glibc raising the mmap
         # threshold itself, and a tensor mapped and unmapped on every call pays its page faults
         if not (libc.mallopt(-3, MMAP_ABOVE) and libc.mallopt(-1, KEEP_FREED)):  # -1: M_TRIM_THRESHOLD
@@ -323,5 +322,7 @@ def run_benchmarks(registry, names: Iterable[str] = (), quick: bool = False,
         try:
             for rec in entry.factory(dict(machine), quick):
                 yield {"benchmark": entry.name, **rec}
+        except GenfwError:  # the user's mistake (a bad setting): one line and exit 2, as elsewhere
+            raise
         except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others
             yield {"benchmark": entry.name, "error": f"{type(exc).__name__}: {exc}"}

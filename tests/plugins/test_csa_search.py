@@ -195,3 +195,16 @@ def test_run_without_autograd_equals_the_autograd_function():
     att = coherent_attention(x, mask, return_attention=True)[1]
     torch_att = coherent_attention(x, mask, return_attention=True, use_kernel=False)[1]
     assert torch.allclose(att, torch_att, atol=1e-5)
+
+
+def test_a_bad_search_setting_is_one_line_and_exit_2(monkeypatch):
+    from click.testing import CliRunner
+
+    from genfw.cli import cli
+
+    monkeypatch.setenv("GENFW_CSA_SEARCH", "fast")
+    res = CliRunner().invoke(cli, ["bench", "csa.layer", "--quick"])
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines()[-1] == (
+        "error: GENFW_CSA_SEARCH must be one of ['auto', 'bf16', 'fp32'], got 'fast'; unset it to let the layer choose")
+    assert "Traceback" not in res.output

@@ -11,8 +11,8 @@ CPU runs bf16 products fast (AMX, or this process's probe says so) the product r
 is then made exact: bf16 rounding moves every key's score for a hole by at most the same bound
 (3 * 2^-8 |f_i|), so only the keys scoring within twice that of the best can be fp32's arg-max,
 and those few are scored again in fp32 (`recurrence.bf16_search`, `csa_refine_f32`; the same
-index as the fp32 search, tested). Only the
-index is kept: Dmax is recomputed from the two chosen vectors, so its gradient is exact and cheap.
+index as the fp32 search, tested). Only the index is kept: Dmax is recomputed from the two
+chosen vectors, so its gradient is exact and cheap.
 Generate is the paper's recurrence over the sample's holes in raster order, in the same kernel
 (`recurrence.Fill`, with a hand-written backward; torch ops where no compiler is available): a step
 is two dot products, so per-op dispatch, not arithmetic, is what a loop of torch ops would spend

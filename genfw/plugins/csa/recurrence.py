@@ -23,6 +23,7 @@ import ctypes
 import functools
 import hashlib
 import logging
+import math
 import os
 import platform
 import shutil
@@ -32,6 +33,8 @@ import threading
 from pathlib import Path
 
 import torch
+
+from genfw import ConfigError
 
 log = logging.getLogger("genfw.csa")
 TINY = 1e-12  # floor for |m_{t-1}| (an all-zero patch has no direction)
@@ -708,6 +711,10 @@ _SEARCH = {"auto", "fp32", "bf16"}
 search_counts: collections.Counter = collections.Counter()
 
 
+class SearchSettingError(ConfigError, ValueError):
+    """A GENFW_CSA_SEARCH value the layer does not know (the CLI prints it as one line, exit 2)."""
+
+
 def bf16_search() -> bool:
     """Whether the search's product runs in bf16 with the exact fp32 re-check (`csa_refine_f32`).
 
@@ -719,7 +726,8 @@ def bf16_search() -> bool:
     Either way the arg-max is fp32's, so the choice changes speed, never outputs."""
     mode = os.environ.get("GENFW_CSA_SEARCH", "auto")
     if mode not in _SEARCH:
-        raise ValueError(f"GENFW_CSA_SEARCH must be one of {sorted(_SEARCH)}, got {mode!r}")
+        raise SearchSettingError(f"GENFW_CSA_SEARCH must be one of {sorted(_SEARCH)}, got {mode!r}; "
+                                 f"unset it to let the layer choose")
     if mode != "auto":
         return mode == "bf16"
     return _amx() or product_speedup() >= BF16_PRODUCT_MIN
@@ -806,31 +814,18 @@ class _Scratch(threading.local):
         """A contiguous `shape` view of the buffer's start, made once per shape and then handed out
         again: on a cold cache each tensor op costs microseconds, and a batch-1 call needs a dozen."""
         key = (name, dtype, shape)
-        t = self.views.get(key)
-        if t is None:
-            numel = 1
-            for d in shape:
-                numel *= d
-            self.get(name, numel, dtype)
-            strides, acc = [], 1
-            for d in reversed(shape):
-                strides.append(acc)
-                acc *= d
-            t = self.buffers[(name, dtype)].as_strided(shape, tuple(reversed(strides)))
-            self.views[key] = t
-        return t
-
-    def clear(self) -> None:
-        self.buffers.clear()
-        self.views.clear()
+        if key not in self.views:
+            self.views[key] = self.get(name, math.prod(shape), dtype).view(shape)
+        return self.views[key]
 
     def ptr(self, name: str, numel: int, dtype: torch.dtype) -> int:
         """The address of get(name, numel, dtype) without making a tensor of it (C-only buffers)."""
         buf = self.buffers.get((name, dtype))
-        if buf is None or buf.numel() < numel:
-            buf = self.get(name, numel, dtype)
-        return buf.data_ptr()
+        return (buf if buf is not None and buf.numel() >= numel else self.get(name, numel, dtype)).data_ptr()
 
+    def clear(self) -> None:
+        self.buffers.clear()
+        self.views.clear()
 
 
 _scratch = _Scratch()
